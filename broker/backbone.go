@@ -1,0 +1,159 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/relaymq/relay/broker/topic"
+)
+
+// The broker reaches everything outside one edge through the interfaces in
+// this file; package natsbus implements them on NATS and JetStream. They are
+// small on purpose: each names exactly what the broker consumes.
+
+// Errors returned by backbone implementations.
+var (
+	// ErrBackboneUnavailable means the backbone could not take the request
+	// (NATS disconnected, JetStream unavailable or timed out).
+	ErrBackboneUnavailable = errors.New("backbone unavailable")
+	// ErrSessionNotFound means there is no stored session for the client.
+	ErrSessionNotFound = errors.New("session not found")
+	// ErrSessionConflict means a stored session changed since it was read
+	// (another edge took it over).
+	ErrSessionConflict = errors.New("session changed concurrently")
+	// ErrQueueClosed is returned by Queue.Next once the queue is closed.
+	ErrQueueClosed = errors.New("queue closed")
+)
+
+// Handler receives a live message from a route. Calls for one route are
+// sequential and in backbone order; m is shared and must not be modified.
+type Handler func(m *Message)
+
+// Class selects which live messages a route receives.
+type Class uint8
+
+const (
+	// ClassAll receives messages of every QoS.
+	ClassAll Class = iota
+	// ClassQoS0 receives only messages published with QoS 0: a persistent
+	// session takes its QoS ≥ 1 messages from its durable Queue instead.
+	ClassQoS0
+)
+
+// Router carries live messages between all edges.
+type Router interface {
+	// Publish sends m to every matching route on every edge; retained
+	// messages are also stored (an empty payload clears the topic's retained
+	// message). Publish has encoded m when it returns, so the caller may
+	// reuse m. For QoS ≥ 1, done is called once the message (and its
+	// retained copy) is durably stored, with nil or an error wrapping
+	// ErrBackboneUnavailable; for QoS 0 done may be nil and is called after
+	// the message is handed to the backbone. Publish itself returns an
+	// error wrapping ErrBackboneUnavailable when the message could not be
+	// sent at all (done is then not called).
+	Publish(m *Message, done func(error)) error
+	// Subscribe opens a route that calls h for every live message of the
+	// tenant matching f. Shared filters form one group across all edges:
+	// each message goes to one route of the group. Local filters are
+	// delivered by the broker's own check of Message.Origin.
+	Subscribe(tenant string, f topic.Filter, class Class, h Handler) (Route, error)
+}
+
+// Route is an open subscription on the Router.
+type Route interface {
+	// Close stops the route; no calls to its handler start after Close.
+	Close() error
+}
+
+// RetainStore reads retained messages.
+type RetainStore interface {
+	// Retained calls fn for the retained message of every topic of the
+	// tenant matching filter (a plain filter, no $share prefix), in no
+	// particular order, until fn returns an error, which Retained returns.
+	Retained(ctx context.Context, tenant, filter string, fn func(*Message) error) error
+}
+
+// SessionStore keeps persistent sessions and their durable message queues.
+type SessionStore interface {
+	// LoadSession returns the stored session and its revision, or
+	// ErrSessionNotFound.
+	LoadSession(ctx context.Context, tenant, clientID string) (*SessionState, uint64, error)
+	// SaveSession stores s if the stored revision is still rev (0: must not
+	// exist) and returns the new revision, or ErrSessionConflict.
+	SaveSession(ctx context.Context, s *SessionState, rev uint64) (uint64, error)
+	// DeleteSession removes the session, its queue and its QoS 2 state.
+	// Deleting a missing session is not an error.
+	DeleteSession(ctx context.Context, tenant, clientID string) error
+	// OpenQueue opens the session's durable queue of QoS ≥ 1 messages,
+	// creating it if needed, filtered by s's QoS ≥ 1 subscriptions.
+	OpenQueue(ctx context.Context, s *SessionState) (Queue, error)
+	// MarkQoS2 records that the client's QoS 2 PUBLISH with packet ID id
+	// was received (set) or released (clear).
+	MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, set bool) error
+	// QoS2 returns the packet IDs of the client's received, unreleased
+	// QoS 2 messages.
+	QoS2(ctx context.Context, tenant, clientID string) ([]uint16, error)
+}
+
+// Queue is a session's durable queue of QoS ≥ 1 messages. Messages stay in
+// the queue until acknowledged and come back (Redelivered) after the queue
+// is reopened or the backbone's ack wait passes.
+type Queue interface {
+	// Update changes which subscriptions feed the queue.
+	Update(ctx context.Context, subs []Subscription) error
+	// Next blocks until a message is available, ctx is done, or the queue
+	// is closed (ErrQueueClosed).
+	Next(ctx context.Context) (Delivery, error)
+	// Pending reports how many messages wait in the queue.
+	Pending(ctx context.Context) (uint64, error)
+	// Close stops the queue (messages stay stored); it is idempotent.
+	Close() error
+}
+
+// Delivery is one message taken from a Queue.
+type Delivery interface {
+	// Message is the message. It must not be modified.
+	Message() *Message
+	// Seq is the message's position in the backbone, stable across
+	// redeliveries.
+	Seq() uint64
+	// Redelivered reports whether the message was delivered before.
+	Redelivered() bool
+	// Ack removes the message from the queue.
+	Ack() error
+	// Nak makes the message available again at once.
+	Nak() error
+}
+
+// WillStore keeps the wills of live connections so that a surviving node
+// publishes them when an edge dies (see Cluster).
+type WillStore interface {
+	// PutWill stores w for its connection.
+	PutWill(ctx context.Context, w *Will) error
+	// DeleteWill removes the will of the given connection, if it is still
+	// the stored one.
+	DeleteWill(ctx context.Context, tenant, clientID, connID string) error
+}
+
+// KickFunc closes the local connection of (tenant, clientID) unless it is
+// connID; it reports whether it closed one.
+type KickFunc func(tenant, clientID, connID string) bool
+
+// Cluster connects the edges to each other.
+type Cluster interface {
+	// HandleKicks registers the function other edges' Kick calls reach.
+	HandleKicks(fn KickFunc)
+	// Kick asks every other edge to close its connection of (tenant,
+	// clientID), unless it is connID. When node is non-empty, Kick asks that
+	// node and waits until it has done so or is known to be gone.
+	Kick(ctx context.Context, tenant, clientID, connID, node string) error
+}
+
+// Backbone is everything the broker needs from the NATS backbone.
+type Backbone interface {
+	Router
+	RetainStore
+	SessionStore
+	WillStore
+	Cluster
+}

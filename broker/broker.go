@@ -1,0 +1,334 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/broker/topic"
+)
+
+// Lock order (outer first): Broker.mu → route.mu → client.mu.
+// A route's handler takes route.mu (read) and then client.mu to enqueue;
+// nothing that holds client.mu takes route.mu or Broker.mu.
+
+// Broker is one MQTT edge node: it accepts client connections and moves
+// their messages over the Backbone. It keeps only live connection state.
+type Broker struct {
+	opts Options
+	log  *slog.Logger
+	bb   Backbone
+
+	mu        sync.Mutex
+	clients   map[clientKey]*client
+	routes    map[routeKey]*route
+	listeners map[net.Listener]struct{}
+	closed    bool
+
+	conns    sync.WaitGroup // one per connection goroutine
+	accepts  sync.WaitGroup // one per Serve loop
+	quit     chan struct{}
+	closeErr error
+	once     sync.Once
+
+	stats Stats
+}
+
+// Stats are the broker's counters. They only grow, except Connections.
+type Stats struct {
+	// Connections is the number of live client connections.
+	Connections atomic.Int64
+	// ConnectionsTotal counts accepted CONNECTs.
+	ConnectionsTotal atomic.Uint64
+	// MessagesIn counts PUBLISH packets received from clients.
+	MessagesIn atomic.Uint64
+	// MessagesOut counts PUBLISH packets sent to clients.
+	MessagesOut atomic.Uint64
+	// Dropped counts messages dropped because a client's queue was full
+	// or the message expired.
+	Dropped atomic.Uint64
+	// Refused counts connections refused at CONNECT.
+	Refused atomic.Uint64
+}
+
+type clientKey struct{ tenant, id string }
+
+type routeKey struct {
+	tenant string
+	filter string // as the client wrote it, with $share/$local prefix
+	class  Class
+}
+
+// New validates opts and returns a Broker that is not yet serving.
+func New(opts Options) (*Broker, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("broker options: %w", err)
+	}
+	b := &Broker{
+		opts:      opts,
+		log:       opts.Logger.With("node", opts.NodeID),
+		bb:        opts.Backbone,
+		clients:   make(map[clientKey]*client),
+		routes:    make(map[routeKey]*route),
+		listeners: make(map[net.Listener]struct{}),
+		quit:      make(chan struct{}),
+	}
+	b.bb.HandleKicks(b.kickLocal)
+	return b, nil
+}
+
+// Stats returns the broker's live counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// NodeID returns the broker's node ID.
+func (b *Broker) NodeID() string { return b.opts.NodeID }
+
+// Serve accepts connections on l until l fails or the broker closes. It
+// returns nil after Close.
+func (b *Broker) Serve(l net.Listener) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	b.listeners[l] = struct{}{}
+	b.accepts.Add(1)
+	b.mu.Unlock()
+	defer b.accepts.Done()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			select {
+			case <-b.quit:
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Temporary (EMFILE and friends): back off, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		backoff = 0
+		if !b.ServeConn(nc) {
+			return nil
+		}
+	}
+}
+
+// ServeConn serves one established connection (any transport that gives a
+// net.Conn). It returns false, closing nc, if the broker is closed.
+func (b *Broker) ServeConn(nc net.Conn) bool {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	b.conns.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.conns.Done()
+		newClient(b, nc).serve()
+	}()
+	return true
+}
+
+// Close stops accepting, disconnects every client (MQTT 5 clients get
+// DISCONNECT "server shutting down" so that they reconnect elsewhere) and
+// waits for every connection goroutine. Sessions stay in the backbone.
+// Close is idempotent.
+func (b *Broker) Close() error {
+	b.once.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		close(b.quit)
+		for l := range b.listeners {
+			l.Close()
+		}
+		clients := make([]*client, 0, len(b.clients))
+		for _, c := range b.clients {
+			clients = append(clients, c)
+		}
+		b.mu.Unlock()
+		b.accepts.Wait()
+		for _, c := range clients {
+			c.shutdown(packet.ServerShuttingDown)
+		}
+		b.conns.Wait()
+	})
+	return b.closeErr
+}
+
+// ---------------------------------------------------------------------------
+// Client registry and takeover
+
+// register makes c the live connection of its (tenant, client ID) on this
+// edge and returns the connection it replaced, if any.
+func (b *Broker) register(c *client) (old *client, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errShuttingDown
+	}
+	k := clientKey{c.tenant, c.id}
+	old = b.clients[k]
+	if old == nil && b.opts.MaxConnections > 0 && len(b.clients) >= b.opts.MaxConnections {
+		return nil, errTooManyConnections
+	}
+	b.clients[k] = c
+	return old, nil
+}
+
+// unregister removes c if it is still the registered connection.
+func (b *Broker) unregister(c *client) {
+	b.mu.Lock()
+	k := clientKey{c.tenant, c.id}
+	if b.clients[k] == c {
+		delete(b.clients, k)
+	}
+	b.mu.Unlock()
+}
+
+// kickLocal implements KickFunc for other edges' takeovers.
+func (b *Broker) kickLocal(tenant, clientID, connID string) bool {
+	b.mu.Lock()
+	c := b.clients[clientKey{tenant, clientID}]
+	b.mu.Unlock()
+	if c == nil || c.connID == connID {
+		return false
+	}
+	b.log.Info("client taken over by another edge", "tenant", tenant, "client", clientID)
+	c.shutdown(packet.SessionTakenOver)
+	<-c.done // the session is saved and released before we answer
+	return true
+}
+
+// Kick disconnects the client (tenant, clientID) from this edge with an
+// administrative-action DISCONNECT. It reports whether it was connected.
+func (b *Broker) Kick(tenant, clientID string) bool {
+	b.mu.Lock()
+	c := b.clients[clientKey{tenant, clientID}]
+	b.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.shutdown(packet.AdministrativeAction)
+	<-c.done
+	return true
+}
+
+// ---------------------------------------------------------------------------
+// Routes: one backbone subscription per distinct (tenant, filter, class) on
+// this edge, shared by every local client that subscribes to it.
+
+type route struct {
+	key   routeKey
+	f     topic.Filter
+	b     *Broker
+	r     Route
+	local bool // $local: only messages from this node
+	// dollar is set when the filter starts with a wildcard, so that topics
+	// starting with '$' must be dropped [MQTT-4.7.2-1].
+	dollar bool
+
+	mu   sync.RWMutex
+	subs []routeSub
+}
+
+type routeSub struct {
+	c   *client
+	sub Subscription
+}
+
+// addRoute subscribes c to the route for (tenant, sub.Filter, class),
+// opening the backbone subscription if c is the first.
+func (b *Broker) addRoute(c *client, f topic.Filter, sub Subscription, class Class) error {
+	k := routeKey{c.tenant, sub.Filter, class}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rt := b.routes[k]
+	if rt == nil {
+		rt = &route{key: k, f: f, b: b, local: f.Kind == topic.Local, dollar: topic.NeedsDollarCheck(f.Topic)}
+		r, err := b.bb.Subscribe(c.tenant, f, class, rt.deliver)
+		if err != nil {
+			return err
+		}
+		rt.r = r
+		b.routes[k] = rt
+	}
+	rt.mu.Lock()
+	for i := range rt.subs {
+		if rt.subs[i].c == c {
+			rt.subs[i].sub = sub
+			rt.mu.Unlock()
+			return nil
+		}
+	}
+	rt.subs = append(rt.subs, routeSub{c, sub})
+	rt.mu.Unlock()
+	return nil
+}
+
+// removeRoute unsubscribes c from the route, closing the backbone
+// subscription when c was the last.
+func (b *Broker) removeRoute(c *client, filter string, class Class) {
+	k := routeKey{c.tenant, filter, class}
+	b.mu.Lock()
+	rt := b.routes[k]
+	if rt == nil {
+		b.mu.Unlock()
+		return
+	}
+	rt.mu.Lock()
+	for i := range rt.subs {
+		if rt.subs[i].c == c {
+			last := len(rt.subs) - 1
+			rt.subs[i] = rt.subs[last]
+			rt.subs[last] = routeSub{}
+			rt.subs = rt.subs[:last]
+			break
+		}
+	}
+	empty := len(rt.subs) == 0
+	rt.mu.Unlock()
+	if empty {
+		delete(b.routes, k)
+	}
+	b.mu.Unlock()
+	if empty {
+		if err := rt.r.Close(); err != nil {
+			b.log.Warn("closing route", "filter", filter, "err", err)
+		}
+	}
+}
+
+// deliver is the route's Handler: it hands m to every local subscriber.
+func (rt *route) deliver(m *Message) {
+	if rt.local && m.Origin != rt.b.opts.NodeID {
+		return
+	}
+	if rt.dollar && len(m.Topic) > 0 && m.Topic[0] == '$' {
+		return // [MQTT-4.7.2-1]
+	}
+	rt.mu.RLock()
+	for i := range rt.subs {
+		s := &rt.subs[i]
+		s.c.deliverLive(m, &s.sub)
+	}
+	rt.mu.RUnlock()
+}

@@ -1,0 +1,434 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/broker/topic"
+)
+
+// client is one MQTT connection. Its goroutines: the connection goroutine
+// (serve: CONNECT, then the read loop, then cleanup), the writer, and for a
+// persistent session the queue reader. The read loop owns the session
+// fields not under mu.
+type client struct {
+	b      *Broker
+	nc     net.Conn
+	log    *slog.Logger
+	connID string
+	rd     *packet.Reader
+	bw     *bufio.Writer
+
+	// Set by connect, then read-only.
+	version    byte
+	tenant     string
+	id         string
+	principal  *Principal
+	keepAlive  time.Duration
+	persist    bool          // the session outlives the connection
+	cleanStart bool          // discard any stored session at connect
+	expiry     time.Duration // how long, when persist
+	recvMax    int           // client's receive maximum (MQTT 5), else MaxInflight
+	maxOut     int           // client's maximum packet size (MQTT 5), 0: none
+	will       *Message
+
+	// Persistent session state; owned by the read loop.
+	state *SessionState
+	rev   uint64
+	queue Queue
+
+	// qos2in holds packet IDs of received, unreleased QoS 2 PUBLISHes
+	// [MQTT-4.3.3-2]; owned by the read loop.
+	qos2in map[uint16]struct{}
+	// inSem bounds the client's QoS ≥ 1 publishes waiting for the backbone.
+	inSem chan struct{}
+	// aliases are the client's MQTT 5 topic aliases (inbound).
+	aliases map[uint16][]byte
+	// pub is reused for every inbound PUBLISH; msg for the message built
+	// from it (Router.Publish does not keep it).
+	pub packet.Publish
+	msg Message
+
+	mu       sync.Mutex // guards everything below
+	subs     map[string]Subscription
+	ctrl     []outItem // control packets, sent first, never dropped
+	pubs     []outItem // PUBLISH packets waiting to be sent
+	inflight map[uint16]inflight
+	nextID   uint16
+	acks     []pendingAck // inbound QoS 1 acks, in arrival order [MQTT-4.6.0-2]
+	ackBase  uint64       // sequence number of acks[0]
+	closed   bool
+	reason   packet.ReasonCode // DISCONNECT reason to send (MQTT 5)
+	dropLog  time.Time
+
+	wake     chan struct{} // cap 1: writer has work
+	slotFree chan struct{} // cap 1: an inflight slot was freed
+	quit     chan struct{} // closed by shutdown
+	done     chan struct{} // closed when the connection is fully cleaned up
+	shutOnce sync.Once
+	wg       sync.WaitGroup // writer and queue goroutines
+
+	connected time.Time
+	normal    bool // DISCONNECT received: no will [MQTT-3.1.2-10]
+}
+
+func newClient(b *Broker, nc net.Conn) *client {
+	return &client{
+		b:        b,
+		nc:       nc,
+		log:      b.log.With("remote", nc.RemoteAddr().String()),
+		connID:   newID(),
+		wake:     make(chan struct{}, 1),
+		slotFree: make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// newID returns a random 128-bit identifier in lower-case base32.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// serve runs the connection to its end.
+func (c *client) serve() {
+	defer close(c.done)
+	br := bufio.NewReaderSize(c.nc, 4096)
+	c.rd = packet.NewReader(br, c.b.opts.MaxPacketSize)
+	c.bw = bufio.NewWriterSize(c.nc, 4096)
+
+	if err := c.connect(); err != nil {
+		c.b.stats.Refused.Add(1)
+		if isNetClose(err) {
+			c.log.Debug("connection closed before CONNECT completed", "err", err)
+		} else {
+			c.log.Info("connection refused", "client", c.id, "tenant", c.tenant, "err", err)
+		}
+		c.nc.Close()
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		return
+	}
+	c.b.stats.Connections.Add(1)
+	c.b.stats.ConnectionsTotal.Add(1)
+	c.log.Info("client connected", "version", c.version, "keepalive", c.keepAlive, "persistent", c.persist)
+
+	c.wg.Add(1)
+	go c.writeLoop()
+	if c.queue != nil {
+		c.wg.Add(1)
+		go c.queueLoop()
+	}
+	err := c.readLoop()
+	c.mu.Lock()
+	normal := c.normal
+	c.mu.Unlock()
+	switch {
+	case normal:
+		c.log.Info("client disconnected")
+	case isNetClose(err):
+		c.log.Info("client connection lost", "err", err)
+	default:
+		select {
+		case <-c.quit:
+			c.log.Info("client closed by server", "reason", c.reason)
+		default:
+			c.log.Warn("closing client", "err", err, "reason", reasonFor(err))
+		}
+	}
+	c.shutdown(reasonFor(err))
+	c.wg.Wait()
+	c.cleanup()
+	c.b.stats.Connections.Add(-1)
+}
+
+// shutdown starts closing the connection: MQTT 5 clients get a DISCONNECT
+// with reason (when it is not a normal closure); reads stop at once.
+func (c *client) shutdown(reason packet.ReasonCode) {
+	c.shutOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		if c.reason == 0 {
+			c.reason = reason
+		}
+		c.mu.Unlock()
+		close(c.quit)
+		now := time.Now()
+		c.nc.SetReadDeadline(now)
+		c.nc.SetWriteDeadline(now.Add(time.Second))
+	})
+}
+
+// connect reads and answers CONNECT. On error the connection is closed by
+// the caller; connect has already sent the refusing CONNACK where the spec
+// wants one.
+func (c *client) connect() error {
+	opts := &c.b.opts
+	c.nc.SetReadDeadline(time.Now().Add(opts.ConnectTimeout))
+	fh, body, err := c.rd.ReadPacket()
+	if err != nil {
+		return fmt.Errorf("reading CONNECT: %w", err)
+	}
+	if fh.Type != packet.CONNECT {
+		return fmt.Errorf("%w: got %v", errNotConnect, fh.Type) // [MQTT-3.1.0-1]
+	}
+	var p packet.Connect
+	if err := p.Decode(0, fh, body); err != nil {
+		if errors.Is(err, packet.UnsupportedProtocolVersion) {
+			// [MQTT-3.1.2-2] answer with return code 0x01 and close.
+			c.version = packet.V311
+			if p.ProtocolVersion == packet.V5 {
+				c.version = packet.V5
+			}
+			c.writeConnack(false, packet.UnsupportedProtocolVersion, nil)
+		}
+		return fmt.Errorf("decoding CONNECT: %w", err)
+	}
+	c.version = p.ProtocolVersion
+	c.id = p.ClientID
+	c.cleanStart = p.CleanStart
+	c.recvMax = opts.MaxInflight
+
+	var ackProps *packet.Properties
+	if c.version == packet.V5 {
+		ackProps = &packet.Properties{}
+		if p.Properties.Has(packet.PropReceiveMaximum) {
+			c.recvMax = min(int(p.Properties.ReceiveMaximum), opts.MaxInflight)
+		}
+		if p.Properties.Has(packet.PropMaximumPacketSize) {
+			c.maxOut = int(p.Properties.MaximumPacketSize)
+		}
+		ackProps.Set(packet.PropReceiveMaximum)
+		ackProps.ReceiveMaximum = uint16(opts.MaxInflight)
+		ackProps.Set(packet.PropMaximumPacketSize)
+		ackProps.MaximumPacketSize = uint32(opts.MaxPacketSize)
+		ackProps.Set(packet.PropTopicAliasMaximum)
+		ackProps.TopicAliasMaximum = maxTopicAliases
+		ackProps.Set(packet.PropMaximumQoS)
+		ackProps.MaximumQoS = 2
+	}
+
+	// Client identifier rules.
+	if c.id == "" {
+		switch {
+		case c.version == packet.V31:
+			return c.refuse(packet.ClientIdentifierNotValid, errors.New("empty client ID in MQTT 3.1"))
+		case c.version == packet.V311 && !p.CleanStart:
+			// [MQTT-3.1.3-8] zero-length ID requires CleanSession=1.
+			return c.refuse(packet.ClientIdentifierNotValid, errors.New("empty client ID with persistent session"))
+		}
+		c.id = "relay-" + newID() // [MQTT-3.1.3-6]
+		if c.version == packet.V5 {
+			ackProps.Set(packet.PropAssignedClientID)
+			ackProps.AssignedClientID = c.id
+		}
+	} else if c.version == packet.V31 && len(c.id) > 23 {
+		// MQTT 3.1 allows 1..23 characters; we are lenient up to 65535
+		// like Mosquitto, since clients in the field exceed it.
+		c.log.Debug("MQTT 3.1 client ID longer than 23 characters accepted", "client", c.id)
+	}
+	if !utf8.ValidString(c.id) {
+		return c.refuse(packet.ClientIdentifierNotValid, errors.New("client ID is not UTF-8"))
+	}
+	c.log = c.log.With("client", c.id)
+
+	// Keep-alive [MQTT-3.1.2-24]: the server disconnects after 1.5 × it.
+	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
+	if opts.MaxKeepAlive > 0 && (c.keepAlive == 0 || c.keepAlive > opts.MaxKeepAlive) {
+		c.keepAlive = opts.MaxKeepAlive
+		if c.version == packet.V5 {
+			ackProps.Set(packet.PropServerKeepAlive)
+			ackProps.ServerKeepAlive = uint16(c.keepAlive / time.Second)
+		}
+	}
+
+	// Session lifetime.
+	if c.version == packet.V5 {
+		var exp time.Duration
+		if p.Properties.Has(packet.PropSessionExpiry) {
+			exp = time.Duration(p.Properties.SessionExpiry) * time.Second
+			if p.Properties.SessionExpiry == 0xFFFFFFFF || exp > opts.SessionExpiry {
+				exp = opts.SessionExpiry
+				ackProps.Set(packet.PropSessionExpiry)
+				ackProps.SessionExpiry = uint32(exp / time.Second)
+			}
+		}
+		c.persist = exp > 0
+		c.expiry = exp
+	} else {
+		c.persist = !p.CleanStart
+		c.expiry = opts.SessionExpiry
+	}
+
+	info := &ConnectInfo{
+		ClientID: c.id, Username: p.Username, Password: p.Password,
+		HasUsername: p.UsernameFlag, HasPassword: p.PasswordFlag,
+		Version: c.version, RemoteAddr: c.nc.RemoteAddr(), ServerName: serverName(c.nc),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.BackboneTimeout)
+	defer cancel()
+	prin, err := opts.Authenticator.Authenticate(ctx, info)
+	if err != nil {
+		return c.refuse(reasonFor(err), fmt.Errorf("authenticate %q: %w", p.Username, err))
+	}
+	c.principal = prin
+	c.tenant = prin.Tenant
+	c.log = c.log.With("tenant", c.tenant)
+
+	// Will message [MQTT-3.1.2-8].
+	if p.WillFlag {
+		wt := []byte(p.WillTopic)
+		if err := topic.ValidateTopic(wt); err != nil {
+			return c.refuse(packet.TopicNameInvalid, fmt.Errorf("will topic: %w", err))
+		}
+		if wt[0] == '$' || !opts.Authorizer.CanPublish(prin, c.id, wt) {
+			return c.refuse(packet.NotAuthorized, fmt.Errorf("will topic %q not allowed", p.WillTopic))
+		}
+		c.will = &Message{
+			Tenant: c.tenant, Topic: wt, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
+			Origin: opts.NodeID, ClientID: c.id,
+		}
+		if c.version == packet.V5 {
+			c.will.Props = publishProps(&p.WillProperties)
+			if p.WillProperties.Has(packet.PropMessageExpiry) {
+				c.will.Expiry = time.Now().Add(time.Duration(p.WillProperties.MessageExpiry) * time.Second)
+			}
+		}
+	}
+
+	// Take over a connection with the same client ID here [MQTT-3.1.4-2] …
+	old, err := c.b.register(c)
+	if err != nil {
+		return c.refuse(reasonFor(err), err)
+	}
+	if old != nil {
+		c.log.Info("taking over local connection")
+		old.shutdown(packet.SessionTakenOver)
+		<-old.done
+	}
+	// … and on every other edge.
+	present, err := c.openSession(ctx)
+	if err != nil {
+		c.b.unregister(c)
+		return c.refuse(reasonFor(err), err)
+	}
+	if c.will != nil {
+		w := &Will{Message: *c.will, Node: opts.NodeID, ConnID: c.connID}
+		if err := c.b.bb.PutWill(ctx, w); err != nil {
+			c.log.Warn("storing will; it is published only if this edge survives", "err", err)
+		}
+	}
+	c.connected = time.Now()
+	c.inSem = make(chan struct{}, c.b.opts.MaxInflight)
+	if err := c.writeConnack(present, packet.Success, ackProps); err != nil {
+		c.closeSession()
+		c.b.unregister(c)
+		return fmt.Errorf("writing CONNACK: %w", err)
+	}
+	return nil
+}
+
+// refuse sends CONNACK with the reason (mapped to 3.1.1 return codes for
+// older clients) and returns err.
+func (c *client) refuse(rc packet.ReasonCode, err error) error {
+	c.writeConnack(false, rc, nil)
+	return err
+}
+
+// writeConnack writes CONNACK directly; the writer is not running yet.
+func (c *client) writeConnack(present bool, rc packet.ReasonCode, props *packet.Properties) error {
+	ack := packet.Connack{SessionPresent: present && rc == packet.Success, ReasonCode: rc}
+	if c.version != packet.V5 {
+		ack.ReasonCode = packet.V3ConnackCode(rc)
+	} else if props != nil {
+		ack.Properties = *props
+	}
+	buf, err := ack.Encode(c.bw.AvailableBuffer(), c.version)
+	if err != nil {
+		return err
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
+	if _, err := c.bw.Write(buf); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// cleanup runs once the connection's goroutines have stopped: it publishes
+// the will unless the client disconnected normally, releases the session
+// and unregisters the connection.
+func (c *client) cleanup() {
+	c.mu.Lock()
+	subs := make([]Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	normal := c.normal
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.b.removeRoute(c, s.Filter, c.classFor(s))
+	}
+	if c.will != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+		if !normal {
+			c.publishWill(ctx)
+		}
+		if err := c.b.bb.DeleteWill(ctx, c.tenant, c.id, c.connID); err != nil {
+			c.log.Warn("deleting stored will", "err", err)
+		}
+		cancel()
+	}
+	c.closeSession()
+	c.b.unregister(c)
+}
+
+// publishWill publishes the will message [MQTT-3.1.2-8].
+func (c *client) publishWill(ctx context.Context) {
+	w := c.will
+	if !w.Expiry.IsZero() && time.Now().After(w.Expiry) {
+		return
+	}
+	errc := make(chan error, 1)
+	if err := c.b.bb.Publish(w, func(err error) { errc <- err }); err != nil {
+		c.log.Error("publishing will", "err", err)
+		return
+	}
+	if w.QoS == 0 {
+		return
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			c.log.Error("publishing will", "err", err)
+			return
+		}
+	case <-ctx.Done():
+		c.log.Error("publishing will timed out")
+		return
+	}
+	c.log.Info("will published", "topic", string(w.Topic))
+}
+
+// serverName returns the host name the client asked for, if the transport
+// knows it (TLS SNI, WebSocket Host).
+func serverName(nc net.Conn) string {
+	if s, ok := nc.(interface{ ServerName() string }); ok {
+		return s.ServerName()
+	}
+	return ""
+}

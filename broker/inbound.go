@@ -1,0 +1,530 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/broker/topic"
+)
+
+// readLoop reads and handles packets until the connection ends. The error
+// says why it ended (nil after DISCONNECT).
+func (c *client) readLoop() error {
+	var deadline time.Time
+	for {
+		if c.keepAlive > 0 {
+			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes.
+			now := time.Now()
+			if next := now.Add(c.keepAlive * 3 / 2); next.Sub(deadline) > c.keepAlive/8 {
+				deadline = next
+				c.nc.SetReadDeadline(deadline)
+			}
+		} else if !deadline.IsZero() || c.b.opts.ConnectTimeout > 0 {
+			deadline = time.Time{}
+			c.nc.SetReadDeadline(deadline)
+		}
+		fh, body, err := c.rd.ReadPacket()
+		if err != nil {
+			select {
+			case <-c.quit:
+				return nil
+			default:
+			}
+			if errors.Is(err, errTimeout) || isTimeout(err) {
+				return errKeepAlive
+			}
+			return err
+		}
+		if err := c.handle(fh, body); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		normal := c.normal
+		c.mu.Unlock()
+		if normal {
+			return nil
+		}
+	}
+}
+
+var errTimeout = errors.New("timeout")
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// handle dispatches one packet.
+func (c *client) handle(fh packet.FixedHeader, body []byte) error {
+	switch fh.Type {
+	case packet.PUBLISH:
+		return c.handlePublish(fh, body)
+	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
+		var a packet.Ack
+		if err := a.Decode(c.version, fh, body); err != nil {
+			return err
+		}
+		return c.handleAck(&a)
+	case packet.SUBSCRIBE:
+		var s packet.Subscribe
+		if err := s.Decode(c.version, fh, body); err != nil {
+			return err
+		}
+		return c.handleSubscribe(&s)
+	case packet.UNSUBSCRIBE:
+		var u packet.Unsubscribe
+		if err := u.Decode(c.version, fh, body); err != nil {
+			return err
+		}
+		return c.handleUnsubscribe(&u)
+	case packet.PINGREQ:
+		if fh.Remaining != 0 {
+			return fmt.Errorf("%w: PINGREQ with body", packet.MalformedPacket)
+		}
+		c.enqueueCtrl(outItem{typ: packet.PINGRESP})
+		return nil
+	case packet.DISCONNECT:
+		var d packet.Disconnect
+		if err := d.Decode(c.version, fh, body); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		// [MQTT-3.14.4-3] no will after DISCONNECT; MQTT 5 reason 0x04
+		// asks for the will anyway.
+		c.normal = d.ReasonCode != packet.DisconnectWithWill
+		c.mu.Unlock()
+		if d.ReasonCode == packet.DisconnectWithWill {
+			return errors.New("client disconnected with will")
+		}
+		return nil
+	case packet.CONNECT:
+		return errSecondConnect // [MQTT-3.1.0-2]
+	case packet.AUTH:
+		if c.version != packet.V5 {
+			return fmt.Errorf("%w: AUTH before MQTT 5", packet.MalformedPacket)
+		}
+		// Enhanced authentication is not offered: no method was agreed at
+		// CONNECT, so any AUTH is a protocol error [MQTT-4.12.0-1].
+		return fmt.Errorf("%w: AUTH without authentication method", packet.ProtocolError)
+	default:
+		return fmt.Errorf("%w: unexpected %v from client", packet.ProtocolError, fh.Type)
+	}
+}
+
+// handlePublish takes a PUBLISH from the client onto the backbone.
+func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
+	p := &c.pub
+	*p = packet.Publish{}
+	if err := p.Decode(c.version, fh, body); err != nil {
+		return err
+	}
+	c.b.stats.MessagesIn.Add(1)
+	t := p.Topic
+	if c.version == packet.V5 && p.Properties.Has(packet.PropTopicAlias) {
+		a := p.Properties.TopicAlias
+		if a == 0 || a > maxTopicAliases {
+			return errBadTopicAlias // [MQTT-3.3.2-9]
+		}
+		if len(t) > 0 {
+			if c.aliases == nil {
+				c.aliases = make(map[uint16][]byte)
+			}
+			c.aliases[a] = append(c.aliases[a][:0], t...)
+		} else if t = c.aliases[a]; t == nil {
+			return fmt.Errorf("%w: unknown alias %d", errBadTopicAlias, a) // [MQTT-3.3.4-?]
+		}
+	}
+	if err := topic.ValidateTopic(t); err != nil {
+		return fmt.Errorf("PUBLISH topic %q: %w", t, err) // [MQTT-3.3.2-2]
+	}
+	allowed := t[0] != '$' && c.b.opts.Authorizer.CanPublish(c.principal, c.id, t)
+	if !allowed {
+		// [MQTT-3.3.5-2] 3.1.1: acknowledge and drop; 5.0: say so.
+		c.log.Info("publish denied", "topic", string(t))
+		switch p.QoS {
+		case 1:
+			c.enqueueCtrl(outItem{typ: packet.PUBACK, id: p.PacketID, rc: packet.NotAuthorized})
+		case 2:
+			c.enqueueCtrl(outItem{typ: packet.PUBREC, id: p.PacketID, rc: packet.NotAuthorized})
+		}
+		return nil
+	}
+	m := &c.msg
+	*m = Message{
+		Tenant: c.tenant, Topic: t, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain,
+		Origin: c.b.opts.NodeID, ClientID: c.id,
+	}
+	if c.version == packet.V5 {
+		if p.Properties.Has(packet.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+			return packet.PayloadFormatInvalid // [MQTT-3.3.2-4]
+		}
+		m.Props = publishProps(&p.Properties)
+		if p.Properties.Has(packet.PropMessageExpiry) {
+			m.Expiry = time.Now().Add(time.Duration(p.Properties.MessageExpiry) * time.Second)
+		}
+	}
+
+	switch p.QoS {
+	case 0:
+		if err := c.b.bb.Publish(m, nil); err != nil {
+			c.log.Warn("publish failed; QoS 0 message dropped", "err", err)
+		}
+		return nil
+	case 1:
+		return c.publishQoS1(m, p.PacketID)
+	default:
+		return c.publishQoS2(m, p.PacketID)
+	}
+}
+
+// publishQoS1 publishes m and sends PUBACK once the backbone has it, keeping
+// PUBACKs in the order of the PUBLISHes [MQTT-4.6.0-2].
+func (c *client) publishQoS1(m *Message, id uint16) error {
+	select {
+	case c.inSem <- struct{}{}:
+	case <-c.quit:
+		return nil
+	}
+	c.mu.Lock()
+	seq := c.ackBase + uint64(len(c.acks))
+	c.acks = append(c.acks, pendingAck{id: id})
+	c.mu.Unlock()
+	if err := c.b.bb.Publish(m, func(err error) { c.completeAck(seq, err) }); err != nil {
+		c.completeAck(seq, err)
+	}
+	return nil
+}
+
+// completeAck records the backbone's answer for inbound ack seq and sends
+// every PUBACK that is now due, in order.
+func (c *client) completeAck(seq uint64, err error) {
+	c.mu.Lock()
+	i := seq - c.ackBase
+	if i >= uint64(len(c.acks)) {
+		c.mu.Unlock()
+		return
+	}
+	if err != nil {
+		c.acks[i].state = ackFailed
+	} else {
+		c.acks[i].state = ackOK
+	}
+	var failed bool
+	n := 0
+	for ; n < len(c.acks) && c.acks[n].state != ackWaiting; n++ {
+		a := c.acks[n]
+		if a.state == ackFailed {
+			failed = true
+			if c.version != packet.V5 {
+				// 3.1.1 has no negative PUBACK: withhold it and close, so
+				// that the client sends the message again.
+				continue
+			}
+			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: packet.UnspecifiedError})
+			continue
+		}
+		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id})
+	}
+	rest := copy(c.acks, c.acks[n:])
+	c.acks = c.acks[:rest]
+	c.ackBase += uint64(n)
+	c.mu.Unlock()
+	for range n {
+		<-c.inSem
+	}
+	c.signal()
+	if failed {
+		c.log.Error("backbone refused a QoS 1 message", "err", err)
+		if c.version != packet.V5 {
+			c.shutdown(packet.ServerUnavailable)
+		}
+	}
+}
+
+// publishQoS2 publishes m (once per packet ID) and answers PUBREC.
+func (c *client) publishQoS2(m *Message, id uint16) error {
+	if _, dup := c.qos2in[id]; dup {
+		// Already taken: answer again, do not publish again [MQTT-4.3.3-2].
+		c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id})
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	if err := c.b.bb.Publish(m, func(err error) { errc <- err }); err != nil {
+		return c.qos2Failed(id, err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			return c.qos2Failed(id, err)
+		}
+	case <-ctx.Done():
+		return c.qos2Failed(id, ctx.Err())
+	}
+	if c.qos2in == nil {
+		c.qos2in = make(map[uint16]struct{})
+	}
+	c.qos2in[id] = struct{}{}
+	if c.state != nil {
+		if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, id, true); err != nil {
+			c.log.Warn("storing QoS 2 state; a resend after an edge crash may duplicate", "err", err)
+		}
+	}
+	c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id})
+	return nil
+}
+
+func (c *client) qos2Failed(id uint16, err error) error {
+	if c.version == packet.V5 {
+		c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id, rc: packet.UnspecifiedError})
+		c.log.Error("backbone refused a QoS 2 message", "err", err)
+		return nil
+	}
+	return fmt.Errorf("publishing QoS 2 message: %w", err)
+}
+
+// handleAck handles PUBACK, PUBREC, PUBREL and PUBCOMP.
+func (c *client) handleAck(a *packet.Ack) error {
+	switch a.Type {
+	case packet.PUBACK:
+		if f, ok := c.release(a.PacketID); ok && f.del != nil {
+			if err := f.del.Ack(); err != nil {
+				c.log.Warn("acknowledging queue message", "err", err)
+			}
+		}
+	case packet.PUBREC:
+		c.mu.Lock()
+		f, ok := c.inflight[a.PacketID]
+		if ok && f.qos == 2 && a.ReasonCode < 0x80 {
+			f.rel = true
+			c.inflight[a.PacketID] = f
+		}
+		c.mu.Unlock()
+		if ok && a.ReasonCode >= 0x80 {
+			// MQTT 5: the receiver refused the message; the flow ends.
+			if f, ok := c.release(a.PacketID); ok && f.del != nil {
+				f.del.Ack()
+			}
+			return nil
+		}
+		rc := packet.Success
+		if !ok {
+			rc = packet.PacketIdentifierNotFound
+		}
+		c.enqueueCtrl(outItem{typ: packet.PUBREL, id: a.PacketID, rc: rc})
+	case packet.PUBCOMP:
+		if f, ok := c.release(a.PacketID); ok && f.del != nil {
+			if err := f.del.Ack(); err != nil {
+				c.log.Warn("acknowledging queue message", "err", err)
+			}
+		}
+	case packet.PUBREL:
+		rc := packet.Success
+		if _, ok := c.qos2in[a.PacketID]; ok {
+			delete(c.qos2in, a.PacketID)
+			if c.state != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+				if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, a.PacketID, false); err != nil {
+					c.log.Warn("clearing QoS 2 state", "err", err)
+				}
+				cancel()
+			}
+		} else if c.version == packet.V5 {
+			rc = packet.PacketIdentifierNotFound
+		}
+		c.enqueueCtrl(outItem{typ: packet.PUBCOMP, id: a.PacketID, rc: rc}) // [MQTT-4.3.3-2]
+	}
+	return nil
+}
+
+// handleSubscribe grants what it can of a SUBSCRIBE, answers SUBACK and
+// then sends matching retained messages.
+func (c *client) handleSubscribe(p *packet.Subscribe) error {
+	codes := make([]packet.ReasonCode, len(p.Subscriptions))
+	type granted struct {
+		f       topic.Filter
+		sub     Subscription
+		existed bool
+	}
+	var gs []granted
+	subID := 0
+	if len(p.Properties.SubscriptionIdentifiers) > 0 {
+		subID = p.Properties.SubscriptionIdentifiers[0]
+	}
+	for i, s := range p.Subscriptions {
+		f, err := topic.ParseFilter(s.Filter)
+		if err != nil {
+			c.log.Info("subscribe refused: invalid filter", "filter", s.Filter, "err", err)
+			codes[i] = c.failCode(packet.TopicFilterInvalid)
+			continue
+		}
+		if f.Kind == topic.Shared && s.NoLocal && c.version == packet.V5 {
+			return fmt.Errorf("%w: No Local on a shared subscription", packet.ProtocolError) // [MQTT-3.8.3-4]
+		}
+		if !c.b.opts.Authorizer.CanSubscribe(c.principal, c.id, f.Topic) {
+			c.log.Info("subscribe denied", "filter", s.Filter)
+			codes[i] = c.failCode(packet.NotAuthorized)
+			continue
+		}
+		sub := Subscription{
+			Filter: s.Filter, QoS: min(s.QoS, 2), NoLocal: s.NoLocal,
+			RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, ID: subID,
+		}
+		c.mu.Lock()
+		old, existed := c.subs[s.Filter]
+		c.mu.Unlock()
+		if existed && c.classFor(old) != c.classFor(sub) {
+			c.b.removeRoute(c, old.Filter, c.classFor(old))
+		}
+		if err := c.b.addRoute(c, f, sub, c.classFor(sub)); err != nil {
+			c.log.Error("subscribe failed", "filter", s.Filter, "err", err)
+			codes[i] = c.failCode(packet.UnspecifiedError)
+			continue
+		}
+		c.mu.Lock()
+		if c.subs == nil {
+			c.subs = make(map[string]Subscription)
+		}
+		c.subs[s.Filter] = sub // [MQTT-3.8.4-3] replaces an existing one
+		c.mu.Unlock()
+		codes[i] = packet.ReasonCode(sub.QoS)
+		gs = append(gs, granted{f, sub, existed})
+	}
+	if c.state != nil && len(gs) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+		err := c.saveSession(ctx)
+		cancel()
+		if err != nil {
+			c.log.Error("storing subscriptions", "err", err)
+			if errors.Is(err, ErrSessionConflict) {
+				return fmt.Errorf("session taken over: %w", err)
+			}
+			for i := range codes {
+				if codes[i] < 0x80 {
+					codes[i] = c.failCode(packet.UnspecifiedError)
+				}
+			}
+			for _, g := range gs {
+				c.mu.Lock()
+				delete(c.subs, g.sub.Filter)
+				c.mu.Unlock()
+				c.b.removeRoute(c, g.sub.Filter, c.classFor(g.sub))
+			}
+			gs = nil
+		}
+	}
+	c.enqueueCtrl(outItem{typ: packet.SUBACK, id: p.PacketID, codes: codes})
+
+	// Retained messages [MQTT-3.3.1-6], never for shared subscriptions
+	// (MQTT 5 §4.8.2), as retain handling says (MQTT 5 §3.8.3.1).
+	for _, g := range gs {
+		if g.f.Kind == topic.Shared || g.sub.RetainHandling == 2 || (g.sub.RetainHandling == 1 && g.existed) {
+			continue
+		}
+		c.sendRetained(g.f, g.sub)
+	}
+	return nil
+}
+
+// sendRetained queues the retained messages matching a new subscription.
+func (c *client) sendRetained(f topic.Filter, s Subscription) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+	defer cancel()
+	dollar := topic.NeedsDollarCheck(f.Topic)
+	err := c.b.bb.Retained(ctx, c.tenant, f.Topic, func(m *Message) error {
+		if dollar && len(m.Topic) > 0 && m.Topic[0] == '$' {
+			return nil
+		}
+		if f.Kind == topic.Local && m.Origin != c.b.opts.NodeID {
+			return nil
+		}
+		// [MQTT-3.3.1-8] retained messages are sent with RETAIN set.
+		c.deliver(m, min(m.QoS, s.QoS), true, s.ID)
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("loading retained messages", "filter", f.Topic, "err", err)
+	}
+}
+
+// failCode returns rc for MQTT 5 and 0x80 (failure) for 3.1.1 SUBACKs.
+func (c *client) failCode(rc packet.ReasonCode) packet.ReasonCode {
+	if c.version == packet.V5 {
+		return rc
+	}
+	return packet.UnspecifiedError // 0x80 [MQTT-3.9.3-2]
+}
+
+// handleUnsubscribe removes subscriptions and answers UNSUBACK.
+func (c *client) handleUnsubscribe(p *packet.Unsubscribe) error {
+	codes := make([]packet.ReasonCode, len(p.Filters))
+	changed := false
+	for i, f := range p.Filters {
+		c.mu.Lock()
+		old, ok := c.subs[f]
+		if ok {
+			delete(c.subs, f)
+		}
+		c.mu.Unlock()
+		if !ok {
+			codes[i] = packet.NoSubscriptionExisted
+			continue
+		}
+		changed = true
+		c.b.removeRoute(c, f, c.classFor(old))
+		codes[i] = packet.Success
+	}
+	if c.state != nil && changed {
+		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+		err := c.saveSession(ctx)
+		cancel()
+		if err != nil {
+			c.log.Error("storing subscriptions", "err", err)
+			if errors.Is(err, ErrSessionConflict) {
+				return fmt.Errorf("session taken over: %w", err)
+			}
+		}
+	}
+	c.enqueueCtrl(outItem{typ: packet.UNSUBACK, id: p.PacketID, codes: codes}) // [MQTT-3.10.4-4]
+	return nil
+}
+
+// publishProps returns the MQTT 5 properties of a PUBLISH that travel with
+// the message to subscribers [MQTT-3.3.2-17..20], or nil if none do.
+func publishProps(in *packet.Properties) *packet.Properties {
+	var out packet.Properties
+	n := 0
+	if in.Has(packet.PropPayloadFormat) {
+		out.Set(packet.PropPayloadFormat)
+		out.PayloadFormat = in.PayloadFormat
+		n++
+	}
+	if in.Has(packet.PropContentType) {
+		out.Set(packet.PropContentType)
+		out.ContentType = in.ContentType
+		n++
+	}
+	if in.Has(packet.PropResponseTopic) {
+		out.Set(packet.PropResponseTopic)
+		out.ResponseTopic = in.ResponseTopic
+		n++
+	}
+	if in.Has(packet.PropCorrelationData) {
+		out.Set(packet.PropCorrelationData)
+		out.CorrelationData = append([]byte(nil), in.CorrelationData...)
+		n++
+	}
+	if len(in.UserProperties) > 0 {
+		out.UserProperties = append([]packet.UserProperty(nil), in.UserProperties...)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return &out
+}

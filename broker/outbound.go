@@ -1,0 +1,344 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/relaymq/relay/broker/packet"
+)
+
+// outItem is one packet waiting for the writer.
+type outItem struct {
+	typ      packet.Type
+	id       uint16
+	qos      byte
+	retain   bool
+	dup      bool
+	reserved bool // PUBLISH whose inflight slot the queue loop reserved
+	rc       packet.ReasonCode
+	msg      *Message
+	subID    int
+	codes    []packet.ReasonCode // SUBACK, UNSUBACK
+}
+
+// inflight is an outbound QoS ≥ 1 message waiting for PUBACK / PUBREC /
+// PUBCOMP.
+type inflight struct {
+	msg *Message
+	qos byte
+	del Delivery // nil for live (non-durable) messages
+	rel bool     // PUBREC received, PUBREL sent; waiting for PUBCOMP
+}
+
+// pendingAck is an inbound QoS 1 PUBLISH waiting for the backbone.
+type pendingAck struct {
+	id    uint16
+	state uint8 // ackWaiting, ackOK, ackFailed
+}
+
+const (
+	ackWaiting uint8 = iota
+	ackOK
+	ackFailed
+)
+
+// maxTopicAliases is the Topic Alias Maximum the broker accepts (MQTT 5).
+const maxTopicAliases = 64
+
+func (c *client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueueCtrl queues a control packet. Control packets are never dropped;
+// a client that lets them pile up is not reading and is disconnected.
+func (c *client) enqueueCtrl(it outItem) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.ctrl = append(c.ctrl, it)
+	tooMany := len(c.ctrl) > 4*c.b.opts.MaxQueued+64
+	c.mu.Unlock()
+	c.signal()
+	if tooMany {
+		c.log.Warn("client is not reading; disconnecting")
+		c.shutdown(reasonFor(errSlowClient))
+	}
+}
+
+// enqueuePub queues a PUBLISH whose slot (if QoS > 0) is already reserved.
+func (c *client) enqueuePub(it outItem) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.pubs = append(c.pubs, it)
+	c.mu.Unlock()
+	c.signal()
+}
+
+// deliverLive hands a live message from a route to the client, applying the
+// subscription's options; the message is dropped (counted) if the client's
+// queue is full.
+func (c *client) deliverLive(m *Message, s *Subscription) {
+	if s.NoLocal && m.ClientID == c.id {
+		return // [MQTT-3.8.3-3]
+	}
+	qos := min(m.QoS, s.QoS)
+	retain := s.RetainAsPublished && m.Retain // [MQTT-3.3.1-9]
+	c.deliver(m, qos, retain, s.ID)
+}
+
+// deliver queues m for the client.
+func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
+	if !m.Expiry.IsZero() && time.Now().After(m.Expiry) {
+		c.b.stats.Dropped.Add(1)
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.pubs) >= c.b.opts.MaxQueued {
+		c.b.stats.Dropped.Add(1)
+		logIt := time.Since(c.dropLog) > 10*time.Second
+		if logIt {
+			c.dropLog = time.Now()
+		}
+		c.mu.Unlock()
+		if logIt {
+			c.log.Warn("client queue full; dropping messages (logged once per 10 s)", "queued", c.b.opts.MaxQueued)
+		}
+		return
+	}
+	c.pubs = append(c.pubs, outItem{typ: packet.PUBLISH, qos: qos, retain: retain, msg: m, subID: subID})
+	c.mu.Unlock()
+	c.signal()
+}
+
+// reserve waits for an inflight slot for packet ID id and records f in it.
+// It returns false if the connection closes first.
+func (c *client) reserve(id uint16, f inflight) bool {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return false
+		}
+		if _, used := c.inflight[id]; !used && len(c.inflight) < c.recvMax {
+			if c.inflight == nil {
+				c.inflight = make(map[uint16]inflight, c.recvMax)
+			}
+			c.inflight[id] = f
+			c.mu.Unlock()
+			return true
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.slotFree:
+		case <-c.quit:
+			return false
+		}
+	}
+}
+
+// release frees the inflight slot id and returns what it held.
+func (c *client) release(id uint16) (inflight, bool) {
+	c.mu.Lock()
+	f, ok := c.inflight[id]
+	if ok {
+		delete(c.inflight, id)
+	}
+	c.mu.Unlock()
+	if ok {
+		select {
+		case c.slotFree <- struct{}{}:
+		default:
+		}
+		c.signal()
+	}
+	return f, ok
+}
+
+// takeBatch moves the packets the writer may send now into batch: all
+// control packets, then PUBLISHes in order until one needs an inflight slot
+// that is not free (ordering is kept: nothing overtakes it).
+func (c *client) takeBatch(batch []outItem) []outItem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch = append(batch, c.ctrl...)
+	clear(c.ctrl)
+	c.ctrl = c.ctrl[:0]
+	n := 0
+	for ; n < len(c.pubs); n++ {
+		it := &c.pubs[n]
+		if it.qos > 0 && !it.reserved {
+			if len(c.inflight) >= c.recvMax {
+				break
+			}
+			it.id = c.freeID()
+			if c.inflight == nil {
+				c.inflight = make(map[uint16]inflight, c.recvMax)
+			}
+			c.inflight[it.id] = inflight{msg: it.msg, qos: it.qos}
+		}
+		batch = append(batch, *it)
+	}
+	rest := copy(c.pubs, c.pubs[n:])
+	clear(c.pubs[rest:])
+	c.pubs = c.pubs[:rest]
+	if cap(c.pubs) > 256 && rest == 0 {
+		c.pubs = nil // give memory back when idle
+	}
+	if cap(c.ctrl) > 256 {
+		c.ctrl = nil
+	}
+	return batch
+}
+
+// freeID returns an unused packet ID; c.mu is held and a slot is free.
+func (c *client) freeID() uint16 {
+	for {
+		c.nextID++
+		if c.nextID == 0 {
+			c.nextID = 1
+		}
+		if _, used := c.inflight[c.nextID]; !used {
+			return c.nextID
+		}
+	}
+}
+
+// writeLoop is the only writer of the connection after CONNACK.
+func (c *client) writeLoop() {
+	defer c.wg.Done()
+	defer c.nc.Close()
+	var batch []outItem
+	for {
+		select {
+		case <-c.wake:
+		case <-c.quit:
+			c.writeDisconnect()
+			return
+		}
+		for {
+			batch = c.takeBatch(batch[:0])
+			if len(batch) == 0 {
+				break
+			}
+			for i := range batch {
+				if err := c.writeItem(&batch[i]); err != nil {
+					c.log.Debug("write failed", "err", err)
+					clear(batch)
+					c.shutdown(packet.UnspecifiedError)
+					return
+				}
+			}
+			clear(batch)
+		}
+		if c.bw.Buffered() > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
+			if err := c.bw.Flush(); err != nil {
+				c.log.Debug("flush failed", "err", err)
+				c.shutdown(packet.UnspecifiedError)
+				return
+			}
+		}
+		if cap(batch) > 256 {
+			batch = nil
+		}
+	}
+}
+
+// writeDisconnect sends an MQTT 5 DISCONNECT with the server's reason
+// [MQTT-4.13.2-1] before the connection closes.
+func (c *client) writeDisconnect() {
+	c.mu.Lock()
+	rc, normal := c.reason, c.normal
+	c.mu.Unlock()
+	if c.version != packet.V5 || normal || rc == packet.NormalDisconnection {
+		c.bw.Flush()
+		return
+	}
+	d := packet.Disconnect{ReasonCode: rc}
+	if buf, err := d.Encode(c.bw.AvailableBuffer(), c.version); err == nil {
+		c.bw.Write(buf)
+	}
+	c.bw.Flush()
+}
+
+// writeItem encodes one packet into the write buffer.
+func (c *client) writeItem(it *outItem) error {
+	var (
+		buf []byte
+		err error
+	)
+	dst := c.bw.AvailableBuffer()
+	switch it.typ {
+	case packet.PUBLISH:
+		p := packet.Publish{
+			Dup: it.dup, QoS: it.qos, Retain: it.retain, Topic: it.msg.Topic,
+			PacketID: it.id, Payload: it.msg.Payload,
+		}
+		if c.version == packet.V5 {
+			c.publishProps(&p.Properties, it)
+		}
+		buf, err = p.Encode(dst, c.version)
+		if err == nil && c.maxOut > 0 && len(buf) > c.maxOut {
+			// [MQTT-3.1.2-25] never send more than the client accepts.
+			c.b.stats.Dropped.Add(1)
+			if it.qos > 0 {
+				if f, ok := c.release(it.id); ok && f.del != nil {
+					f.del.Ack()
+				}
+			}
+			return nil
+		}
+		c.b.stats.MessagesOut.Add(1)
+	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
+		a := packet.Ack{Type: it.typ, PacketID: it.id, ReasonCode: it.rc}
+		buf, err = a.Encode(dst, c.version)
+	case packet.SUBACK:
+		a := packet.Suback{PacketID: it.id, ReasonCodes: it.codes}
+		buf, err = a.Encode(dst, c.version)
+	case packet.UNSUBACK:
+		a := packet.Unsuback{PacketID: it.id, ReasonCodes: it.codes}
+		buf, err = a.Encode(dst, c.version)
+	case packet.PINGRESP:
+		buf = packet.AppendPingresp(dst)
+	}
+	if err != nil {
+		return err
+	}
+	if c.bw.Available() < len(buf) && c.bw.Buffered() > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
+	}
+	_, err = c.bw.Write(buf)
+	return err
+}
+
+// publishProps fills the MQTT 5 properties of an outbound PUBLISH.
+func (c *client) publishProps(p *packet.Properties, it *outItem) {
+	m := it.msg
+	if m.Props != nil {
+		*p = *m.Props
+	}
+	if !m.Expiry.IsZero() {
+		// [MQTT-3.3.2-6] the expiry sent is the lifetime left.
+		left := time.Until(m.Expiry)
+		if left < time.Second {
+			left = time.Second
+		}
+		p.Set(packet.PropMessageExpiry)
+		p.MessageExpiry = uint32(left / time.Second)
+	}
+	if it.subID > 0 {
+		p.Set(packet.PropSubscriptionIdentifier)
+		p.SubscriptionIdentifiers = []int{it.subID}
+	}
+}

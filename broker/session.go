@@ -1,0 +1,286 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/broker/topic"
+)
+
+// A session's subscriptions live in client.subs; a persistent session also
+// keeps them in its SessionState in the backbone, and receives its QoS ≥ 1
+// messages from a durable Queue (so that nothing PUBACKed to a publisher is
+// lost if this edge dies), while its QoS 0 messages and every message of a
+// clean session arrive on live routes.
+
+// classFor returns the route class for a subscription of this session.
+func (c *client) classFor(s Subscription) Class {
+	if c.persist && s.QoS > 0 && durable(s.Filter) {
+		return ClassQoS0
+	}
+	return ClassAll
+}
+
+// durable reports whether a subscription's QoS ≥ 1 messages come from the
+// session's queue. Shared and $local subscriptions are served live only.
+func durable(filter string) bool {
+	f, err := topic.ParseFilter(filter)
+	return err == nil && f.Kind == topic.Normal
+}
+
+// openSession takes the session over from any other edge, loads or creates
+// it, and restores its subscriptions. It reports whether a session was
+// present [MQTT-3.2.2-2].
+func (c *client) openSession(ctx context.Context) (bool, error) {
+	bb := c.b.bb
+	// Ask every other edge to drop a connection with our client ID. A
+	// persistent session also names its holder; that one we wait for.
+	st, rev, err := bb.LoadSession(ctx, c.tenant, c.id)
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		st, rev = nil, 0
+	case err != nil:
+		return false, fmt.Errorf("loading session: %w", err)
+	}
+	holder := ""
+	if st != nil && st.Connected && st.Node != c.b.opts.NodeID {
+		holder = st.Node
+	}
+	if err := bb.Kick(ctx, c.tenant, c.id, c.connID, holder); err != nil {
+		return false, fmt.Errorf("taking over session: %w", err)
+	}
+	if holder != "" {
+		// The holder saved the session as it released it; read it again.
+		st, rev, err = bb.LoadSession(ctx, c.tenant, c.id)
+		if errors.Is(err, ErrSessionNotFound) {
+			st, rev = nil, 0
+		} else if err != nil {
+			return false, fmt.Errorf("reloading session: %w", err)
+		}
+	}
+	// A session still marked connected was held by a connection that died
+	// with its edge: its unacknowledged messages must be resent at once.
+	crashed := st != nil && st.Connected && st.ConnID != c.connID
+
+	if c.cleanStart && st != nil {
+		// Clean session / clean start: discard stored state [MQTT-3.1.2-6].
+		if err := bb.DeleteSession(ctx, c.tenant, c.id); err != nil {
+			return false, fmt.Errorf("discarding session: %w", err)
+		}
+		st, rev = nil, 0
+	}
+	if !c.persist {
+		return false, nil
+	}
+	present := st != nil
+	now := time.Now()
+	if st == nil {
+		st = &SessionState{Tenant: c.tenant, ClientID: c.id, Created: now}
+		rev = 0
+		crashed = false
+	}
+	st.Expiry = c.expiry
+	st.Node, st.ConnID, st.Connected, st.LastSeen = c.b.opts.NodeID, c.connID, true, now
+	rev, err = bb.SaveSession(ctx, st, rev)
+	if err != nil {
+		return false, fmt.Errorf("claiming session: %w", err)
+	}
+	c.state, c.rev = st, rev
+
+	q, err := bb.OpenQueue(ctx, st)
+	if err != nil {
+		return false, fmt.Errorf("opening session queue: %w", err)
+	}
+	if crashed {
+		if r, ok := q.(interface{ Reset(context.Context) error }); ok {
+			if err := r.Reset(ctx); err != nil {
+				c.log.Warn("resetting queue of crashed session; unacknowledged messages come back after the ack wait", "err", err)
+			}
+		}
+	}
+	c.queue = q
+	c.mu.Lock()
+	c.subs = make(map[string]Subscription, len(st.Subscriptions))
+	for _, s := range st.Subscriptions {
+		c.subs[s.Filter] = s
+	}
+	c.mu.Unlock()
+	for _, s := range st.Subscriptions {
+		f, err := topic.ParseFilter(s.Filter)
+		if err != nil {
+			c.log.Warn("stored subscription is invalid; dropped", "filter", s.Filter, "err", err)
+			continue
+		}
+		if err := c.b.addRoute(c, f, s, c.classFor(s)); err != nil {
+			c.closeSession()
+			return false, fmt.Errorf("restoring subscription %q: %w", s.Filter, err)
+		}
+	}
+	ids, err := bb.QoS2(ctx, c.tenant, c.id)
+	if err != nil {
+		c.log.Warn("loading QoS 2 state", "err", err)
+	}
+	for _, id := range ids {
+		if c.qos2in == nil {
+			c.qos2in = make(map[uint16]struct{})
+		}
+		c.qos2in[id] = struct{}{}
+	}
+	return present, nil
+}
+
+// saveSession stores the session's subscriptions and updates its queue.
+func (c *client) saveSession(ctx context.Context) error {
+	c.mu.Lock()
+	subs := make([]Subscription, 0, len(c.subs))
+	for _, s := range c.state.Subscriptions { // keep the original order
+		if cur, ok := c.subs[s.Filter]; ok {
+			subs = append(subs, cur)
+		}
+	}
+	for f, s := range c.subs {
+		if !containsFilter(subs, f) {
+			subs = append(subs, s)
+		}
+	}
+	c.mu.Unlock()
+	st := *c.state
+	st.Subscriptions = subs
+	st.LastSeen = time.Now()
+	rev, err := c.b.bb.SaveSession(ctx, &st, c.rev)
+	if err != nil {
+		return err
+	}
+	*c.state, c.rev = st, rev
+	if err := c.queue.Update(ctx, queueSubs(subs)); err != nil {
+		return fmt.Errorf("updating session queue: %w", err)
+	}
+	return nil
+}
+
+func containsFilter(subs []Subscription, f string) bool {
+	for _, s := range subs {
+		if s.Filter == f {
+			return true
+		}
+	}
+	return false
+}
+
+// queueSubs returns the subscriptions that feed the durable queue.
+func queueSubs(subs []Subscription) []Subscription {
+	out := make([]Subscription, 0, len(subs))
+	for _, s := range subs {
+		if s.QoS > 0 && durable(s.Filter) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// closeSession releases a persistent session: in-flight queue messages go
+// back to the queue at once, and the session is stored as disconnected.
+func (c *client) closeSession() {
+	if c.state == nil {
+		return
+	}
+	c.mu.Lock()
+	var back []Delivery
+	for id, f := range c.inflight {
+		if f.del != nil {
+			back = append(back, f.del)
+			delete(c.inflight, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range back {
+		if err := d.Nak(); err != nil {
+			c.log.Debug("returning message to queue", "err", err)
+		}
+	}
+	if c.queue != nil {
+		c.queue.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+	defer cancel()
+	st := *c.state
+	st.Connected = false
+	st.LastSeen = time.Now()
+	if _, err := c.b.bb.SaveSession(ctx, &st, c.rev); err != nil {
+		if errors.Is(err, ErrSessionConflict) {
+			c.log.Debug("session taken over before release")
+		} else {
+			c.log.Error("storing session at disconnect", "err", err)
+		}
+	}
+	c.state = nil
+}
+
+// queueLoop moves messages from the session's durable queue to the client,
+// at most recvMax in flight. Packet IDs derive from the backbone sequence,
+// so a message keeps its packet ID when redelivered by another edge
+// [MQTT-4.4.0-1].
+func (c *client) queueLoop() {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		d, err := c.queue.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {
+				return
+			}
+			c.log.Warn("reading session queue", "err", err)
+			select {
+			case <-time.After(time.Second):
+				continue
+			case <-c.quit:
+				return
+			}
+		}
+		m := d.Message()
+		qos := c.queueQoS(m)
+		if qos == 0 || (!m.Expiry.IsZero() && time.Now().After(m.Expiry)) {
+			// No longer subscribed (or expired): done with it.
+			d.Ack()
+			continue
+		}
+		id := packetIDFor(d.Seq())
+		if !c.reserve(id, inflight{msg: m, qos: qos, del: d}) {
+			d.Nak()
+			return
+		}
+		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true})
+	}
+}
+
+// queueQoS returns the QoS a queued message is delivered with: the highest
+// QoS of the session's durable subscriptions that match it [MQTT-3.3.5-1],
+// capped by the message's QoS; 0 if none matches any more.
+func (c *client) queueQoS(m *Message) byte {
+	var best byte
+	c.mu.Lock()
+	for _, s := range c.subs {
+		if s.QoS <= best || !durable(s.Filter) {
+			continue
+		}
+		if topic.Match(s.Filter, m.Topic) {
+			best = s.QoS
+		}
+	}
+	c.mu.Unlock()
+	return min(best, m.QoS)
+}
+
+// packetIDFor maps a backbone sequence to a packet ID in 1..65535.
+func packetIDFor(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }

@@ -1,0 +1,256 @@
+// Command relay runs Relay, the multi-tenant MQTT messaging service.
+//
+//	relay serve   all-in-one: embedded NATS + JetStream, MQTT edge, HTTP
+//	relay edge    one MQTT edge node against an external NATS cluster
+//
+// Every flag can also be set from the environment as RELAY_<FLAG>, with
+// dashes as underscores (--mqtt-addr → RELAY_MQTT_ADDR).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/relaymq/relay/broker"
+	"github.com/relaymq/relay/services"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `Relay — multi-tenant MQTT messaging on a NATS backbone.
+
+Usage:
+  relay <command> [flags]
+
+Commands:
+  serve     run everything in one process (embedded NATS with JetStream on disk)
+  edge      run one MQTT edge node against an external NATS cluster
+  version   print the version
+  help      show this help, or "relay help <command>"
+
+Every flag can also be set from the environment: --mqtt-addr is RELAY_MQTT_ADDR.
+Run "relay <command> --help" for the flags of a command.
+`
+
+// run is main without the process: tests call it with their own context
+// and writers. It returns the exit code (0 ok, 1 failure, 2 usage).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "edge":
+		return runEdge(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "relay", version())
+		return 0
+	case "help", "-h", "--help":
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "relay: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// commonFlags are the flags every MQTT-serving command has.
+type commonFlags struct {
+	mqttAddr       string
+	nodeID         string
+	allowAnonymous bool
+	logLevel       string
+	logFormat      string
+	limits         broker.Options
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.mqttAddr, "mqtt-addr", ":1883", "MQTT over TCP listen address (empty disables)")
+	fs.StringVar(&c.nodeID, "node-id", "", "this node's unique ID (default: host name plus a random suffix)")
+	fs.BoolVar(&c.allowAnonymous, "allow-anonymous", false, "let clients without credentials into the default tenant (like Mosquitto's allow_anonymous); otherwise they get CONNACK 0x05")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.IntVar(&c.limits.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, in bytes")
+	fs.IntVar(&c.limits.MaxInflight, "max-inflight", 32, "unacknowledged QoS 1/2 messages per client and direction")
+	fs.IntVar(&c.limits.MaxQueued, "max-queued", 1000, "messages queued for a connected client before new ones are dropped")
+	fs.IntVar(&c.limits.MaxConnections, "max-connections", 0, "connections this node accepts (0: unlimited)")
+	fs.DurationVar(&c.limits.SessionExpiry, "session-expiry", 24*time.Hour, "how long a persistent session outlives its connection")
+	fs.DurationVar(&c.limits.ConnectTimeout, "connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
+	fs.DurationVar(&c.limits.MaxKeepAlive, "max-keepalive", 0, "cap on the keep-alive clients ask for (0: none)")
+}
+
+func (c *commonFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: lvl}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", c.logFormat)
+}
+
+// parse parses args, then fills every flag not given on the command line
+// from RELAY_<FLAG>. It returns an exit code > 0 (or -1 for --help) when
+// the caller should stop.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) int {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return -1
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "relay %s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	code := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "RELAY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil {
+				fmt.Fprintf(stderr, "relay %s: %s=%q: %v\n", fs.Name(), env, v, err)
+				code = 2
+			}
+		}
+	})
+	return code
+}
+
+func newFlagSet(name, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: relay %s [flags]\n\n%s\n\nFlags (each also read from RELAY_<FLAG>, e.g. --mqtt-addr from RELAY_MQTT_ADDR):\n", name, summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "Run all of Relay in one process: an embedded NATS server with JetStream\npersisted under --data-dir, an MQTT edge, and the HTTP endpoint.")
+	var cf commonFlags
+	cf.register(fs)
+	dataDir := fs.String("data-dir", "./data", "directory for all state (JetStream files)")
+	httpAddr := fs.String("http-addr", ":18083", "HTTP listen address for health checks (empty disables)")
+	natsAddr := fs.String("nats-addr", "", "expose the embedded NATS on HOST:PORT so that other edges (relay edge --nats-url) can join")
+	if code := parse(fs, args, stderr); code != 0 {
+		return max(code, 0)
+	}
+	log, err := cf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay serve:", err)
+		return 2
+	}
+	srv, err := services.NewServer(services.ServeConfig{
+		DataDir: *dataDir, NATSAddr: *natsAddr, HTTPAddr: *httpAddr, Logger: log,
+		Edge: services.EdgeConfig{
+			NodeID: cf.nodeID, MQTTAddr: cf.mqttAddr, AllowAnonymous: cf.allowAnonymous, Broker: cf.limits,
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "relay serve:", err)
+		return 2
+	}
+	if err := srv.Start(ctx); err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "Relay %s is running (node %s, data in %s)\n", version(), srv.Edge().NodeID(), *dataDir)
+	if a := srv.Edge().MQTTAddr(); a != nil {
+		fmt.Fprintf(stdout, "  MQTT  mqtt://%s\n", a)
+	}
+	if a := srv.HTTPAddr(); a != nil {
+		fmt.Fprintf(stdout, "  HTTP  http://%s\n", a)
+	}
+	if u := srv.NATSURL(); u != "" {
+		fmt.Fprintf(stdout, "  NATS  %s  (other edges: relay edge --nats-url %s)\n", u, u)
+	}
+	if !cf.allowAnonymous {
+		fmt.Fprintln(stdout, "  Anonymous clients are refused; start with --allow-anonymous to let them in.")
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := srv.Close(); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("edge", "Run one stateless MQTT edge node against an external NATS cluster with JetStream.\nEdges on one NATS behave as one broker.")
+	var cf commonFlags
+	cf.register(fs)
+	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	replicas := fs.Int("replicas", 1, "JetStream replicas for Relay's streams and buckets (3 in a production cluster)")
+	if code := parse(fs, args, stderr); code != 0 {
+		return max(code, 0)
+	}
+	log, err := cf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay edge:", err)
+		return 2
+	}
+	var cfg services.EdgeConfig
+	cfg.NodeID, cfg.MQTTAddr, cfg.AllowAnonymous, cfg.Broker, cfg.Logger = cf.nodeID, cf.mqttAddr, cf.allowAnonymous, cf.limits, log
+	cfg.NATSURLs = strings.Split(*natsURL, ",")
+	cfg.Bus.Replicas = *replicas
+	e, err := services.NewEdge(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay edge:", err)
+		return 2
+	}
+	if err := e.Start(ctx); err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "Relay edge %s is running (node %s, NATS %s)\n", version(), e.NodeID(), *natsURL)
+	if a := e.MQTTAddr(); a != nil {
+		fmt.Fprintf(stdout, "  MQTT  mqtt://%s\n", a)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := e.Close(); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}

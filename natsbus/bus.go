@@ -1,0 +1,354 @@
+// Package natsbus implements the broker's backbone on NATS: core NATS
+// carries live messages between edges, JetStream keeps persistent sessions,
+// their queues, retained messages, QoS 2 state and wills.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaymq/relay/broker"
+)
+
+// Stream and bucket names.
+const (
+	StreamMessages = "RELAY_MSGS"
+	StreamRetained = "RELAY_RETAINED"
+	BucketSessions = "RELAY_SESSIONS"
+	BucketQoS2     = "RELAY_QOS2"
+	BucketWills    = "RELAY_WILLS"
+	BucketNodes    = "RELAY_NODES"
+	BucketMembers  = "RELAY_MEMBERS"
+)
+
+// Options configure a Bus.
+type Options struct {
+	// Conn is the NATS connection. Required; the Bus does not close it.
+	Conn *nats.Conn
+	// NodeID names this node. Required.
+	NodeID string
+	// Logger receives logs. Default slog.Default().
+	Logger *slog.Logger
+	// Replicas is the replica count of streams and buckets (1 or 3 in a
+	// cluster). Default 1.
+	Replicas int
+	// MessageMaxAge bounds how long a QoS ≥ 1 message waits for an
+	// offline persistent session. Default 24 h.
+	MessageMaxAge time.Duration
+	// MessageMaxBytes bounds the stored queue messages of all sessions; the
+	// oldest are dropped beyond it. Default -1 (unlimited).
+	MessageMaxBytes int64
+	// AckWait is how long a queued message delivered to a client may stay
+	// unacknowledged before the backbone offers it again (after an edge
+	// crash). Default 30 s.
+	AckWait time.Duration
+	// AckTimeout bounds the wait for JetStream to confirm a stored
+	// message. Default 5 s.
+	AckTimeout time.Duration
+	// NodeTTL is how long a node stays alive without a heartbeat; after
+	// it, surviving nodes publish the dead node's wills. Default 15 s.
+	NodeTTL time.Duration
+	// Memory stores streams in memory instead of files (tests).
+	Memory bool
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.MessageMaxAge == 0 {
+		o.MessageMaxAge = 24 * time.Hour
+	}
+	if o.MessageMaxBytes == 0 {
+		o.MessageMaxBytes = -1
+	}
+	if o.AckWait == 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.AckTimeout == 0 {
+		o.AckTimeout = 5 * time.Second
+	}
+	if o.NodeTTL == 0 {
+		o.NodeTTL = 15 * time.Second
+	}
+}
+
+// Bus is the NATS backbone of one node.
+type Bus struct {
+	opts Options
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	log  *slog.Logger
+
+	msgs     jetstream.Stream
+	retained jetstream.Stream
+	sessions jetstream.KeyValue
+	qos2     jetstream.KeyValue
+	wills    jetstream.KeyValue
+	nodes    jetstream.KeyValue
+	members  jetstream.KeyValue
+
+	// Stored publishes wait here for JetStream's answer on ackSub.
+	ackPrefix string
+	ackSub    *nats.Subscription
+	ackMu     sync.Mutex
+	ackNext   uint64
+	acks      map[uint64]pendingPub
+
+	kickMu   sync.Mutex
+	kickFn   broker.KickFunc
+	kickSubs []*nats.Subscription
+
+	bufPool sync.Pool
+
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+type pendingPub struct {
+	done     func(error)
+	deadline time.Time
+}
+
+var _ broker.Backbone = (*Bus)(nil)
+
+// New validates opts and returns a Bus; Start connects it.
+func New(opts Options) (*Bus, error) {
+	opts.setDefaults()
+	if opts.Conn == nil {
+		return nil, errors.New("natsbus: Conn is required")
+	}
+	if opts.NodeID == "" {
+		return nil, errors.New("natsbus: NodeID is required")
+	}
+	js, err := jetstream.New(opts.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	b := &Bus{
+		opts: opts, nc: opts.Conn, js: js,
+		log:  opts.Logger.With("component", "natsbus"),
+		acks: make(map[uint64]pendingPub),
+		quit: make(chan struct{}),
+	}
+	b.bufPool.New = func() any { s := make([]byte, 0, 1024); return &s }
+	return b, nil
+}
+
+// Start creates or updates the streams and buckets, and starts the node's
+// heartbeat, takeover handling and will reaper.
+func (b *Bus) Start(ctx context.Context) error {
+	storage := jetstream.FileStorage
+	if b.opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	var err error
+	b.msgs, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamMessages,
+		Description: "Relay: QoS 1/2 messages for persistent sessions (one durable consumer per session)",
+		Subjects:    []string{prefixMsg + "*.1.>"},
+		Retention:   jetstream.InterestPolicy,
+		Storage:     storage,
+		Replicas:    b.opts.Replicas,
+		MaxAge:      b.opts.MessageMaxAge,
+		MaxBytes:    b.opts.MessageMaxBytes,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: stream %s: %w", StreamMessages, err)
+	}
+	b.retained, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              StreamRetained,
+		Description:       "Relay: retained messages, one per topic",
+		Subjects:          []string{prefixRet + ">"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           storage,
+		Replicas:          b.opts.Replicas,
+		MaxMsgsPerSubject: 1,
+		AllowDirect:       true,
+		AllowMsgTTL:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: stream %s: %w", StreamRetained, err)
+	}
+	kv := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
+		s, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, Storage: storage, Replicas: b.opts.Replicas, TTL: ttl,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: bucket %s: %w", name, err)
+		}
+		return s, nil
+	}
+	if b.sessions, err = kv(BucketSessions, "Relay: persistent sessions", 0); err != nil {
+		return err
+	}
+	if b.qos2, err = kv(BucketQoS2, "Relay: received, unreleased QoS 2 packet IDs", 0); err != nil {
+		return err
+	}
+	if b.wills, err = kv(BucketWills, "Relay: wills of live connections, by node", 0); err != nil {
+		return err
+	}
+	if b.nodes, err = kv(BucketNodes, "Relay: live nodes (heartbeat)", b.opts.NodeTTL); err != nil {
+		return err
+	}
+	if b.members, err = kv(BucketMembers, "Relay: nodes that may hold wills", 0); err != nil {
+		return err
+	}
+
+	b.ackPrefix = "_RLY_ACK." + nats.NewInbox()[len(nats.InboxPrefix):] + "."
+	b.ackSub, err = b.nc.Subscribe(b.ackPrefix+"*", b.onAck)
+	if err != nil {
+		return fmt.Errorf("natsbus: ack subscription: %w", err)
+	}
+	b.ackSub.SetPendingLimits(-1, -1)
+	if err := b.startCluster(ctx); err != nil {
+		return err
+	}
+	b.wg.Add(1)
+	go b.sweepAcks()
+	return nil
+}
+
+// Close stops the node's background work and subscriptions, marks the node
+// as cleanly gone and waits for its goroutines. It does not close the NATS
+// connection. Close is idempotent.
+func (b *Bus) Close() error {
+	b.once.Do(func() {
+		close(b.quit)
+		b.wg.Wait()
+		b.kickMu.Lock()
+		for _, s := range b.kickSubs {
+			s.Unsubscribe()
+		}
+		b.kickMu.Unlock()
+		if b.ackSub != nil {
+			b.ackSub.Unsubscribe()
+		}
+		b.ackMu.Lock()
+		for id, p := range b.acks {
+			delete(b.acks, id)
+			defer p.done(fmt.Errorf("%w: shutting down", broker.ErrBackboneUnavailable))
+		}
+		b.ackMu.Unlock()
+		if b.nodes != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			b.nodes.Delete(ctx, b.opts.NodeID)
+			cancel()
+		}
+	})
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Stored publishes: JetStream answers each on our ack inbox.
+
+// publishStored publishes msg to JetStream and calls done with the result.
+func (b *Bus) publishStored(msg *nats.Msg, done func(error)) error {
+	b.ackMu.Lock()
+	b.ackNext++
+	id := b.ackNext
+	b.acks[id] = pendingPub{done: done, deadline: time.Now().Add(b.opts.AckTimeout)}
+	b.ackMu.Unlock()
+	msg.Reply = b.ackPrefix + strconv.FormatUint(id, 10)
+	if err := b.nc.PublishMsg(msg); err != nil {
+		b.ackMu.Lock()
+		_, ok := b.acks[id]
+		delete(b.acks, id)
+		b.ackMu.Unlock()
+		if ok {
+			return fmt.Errorf("%w: %w", broker.ErrBackboneUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// onAck handles JetStream's answer to a stored publish.
+func (b *Bus) onAck(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(b.ackPrefix):], 10, 64)
+	if err != nil {
+		return
+	}
+	b.ackMu.Lock()
+	p, ok := b.acks[id]
+	delete(b.acks, id)
+	b.ackMu.Unlock()
+	if !ok {
+		return
+	}
+	switch {
+	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		p.done(fmt.Errorf("%w: no stream for the message", broker.ErrBackboneUnavailable))
+	case containsError(m.Data):
+		p.done(fmt.Errorf("%w: %s", broker.ErrBackboneUnavailable, m.Data))
+	default:
+		p.done(nil)
+	}
+}
+
+func containsError(data []byte) bool {
+	const key = `"error"`
+	for i := 0; i+len(key) <= len(data); i++ {
+		if string(data[i:i+len(key)]) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// sweepAcks fails stored publishes JetStream did not answer in time.
+func (b *Bus) sweepAcks() {
+	defer b.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.quit:
+			return
+		case now := <-t.C:
+			var late []func(error)
+			b.ackMu.Lock()
+			for id, p := range b.acks {
+				if now.After(p.deadline) {
+					late = append(late, p.done)
+					delete(b.acks, id)
+				}
+			}
+			b.ackMu.Unlock()
+			for _, done := range late {
+				done(fmt.Errorf("%w: no answer from JetStream in %v", broker.ErrBackboneUnavailable, b.opts.AckTimeout))
+			}
+		}
+	}
+}
+
+func (b *Bus) getBuf() *[]byte { return b.bufPool.Get().(*[]byte) }
+
+func (b *Bus) putBuf(p *[]byte) {
+	if cap(*p) > 64<<10 {
+		return
+	}
+	*p = (*p)[:0]
+	b.bufPool.Put(p)
+}
+
+// unavailable wraps err as ErrBackboneUnavailable unless it is a context
+// error of the caller.
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", broker.ErrBackboneUnavailable, err)
+}

@@ -1,0 +1,283 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaymq/relay/broker"
+)
+
+// Cluster membership and wills.
+//
+// Every node puts its ID into RELAY_NODES (a bucket whose entries expire
+// after NodeTTL) every NodeTTL/3, and into RELAY_MEMBERS (no expiry) when it
+// starts. A member that is not alive has died: its wills, stored in
+// RELAY_WILLS under "<node>.<tenant>.<base64url(client ID)>", are published
+// by whichever surviving node claims each one first (a compare-and-set on
+// the will's revision), and then the member entry is removed.
+
+const (
+	subjKick     = "rly.ctl.kick."        // + tenant: broadcast
+	subjNodeKick = "rly.ctl.node.%s.kick" // request to one node
+)
+
+// storedWill is a will as RELAY_WILLS holds it.
+type storedWill struct {
+	broker.Will
+	// ClaimedBy and ClaimedAt mark a will a reaper is publishing.
+	ClaimedBy string    `json:"cb,omitempty"`
+	ClaimedAt time.Time `json:"ca,omitempty"`
+}
+
+func willKey(node, tenant, clientID string) string {
+	return node + "." + tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(clientID))
+}
+
+func (b *Bus) startCluster(ctx context.Context) error {
+	if _, err := b.nodes.Put(ctx, b.opts.NodeID, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("natsbus: registering node: %w", err)
+	}
+	if _, err := b.members.Put(ctx, b.opts.NodeID, nil); err != nil {
+		return fmt.Errorf("natsbus: registering member: %w", err)
+	}
+	if err := b.startKicks(); err != nil {
+		return err
+	}
+	b.wg.Add(1)
+	go b.heartbeat()
+	return nil
+}
+
+// heartbeat keeps the node alive in RELAY_NODES and reaps dead nodes' wills.
+func (b *Bus) heartbeat() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.NodeTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.NodeTTL/3)
+		if _, err := b.nodes.Put(ctx, b.opts.NodeID, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+			b.log.Warn("node heartbeat failed", "err", err)
+		}
+		b.reap(ctx)
+		cancel()
+	}
+}
+
+// reap publishes the wills of dead members.
+func (b *Bus) reap(ctx context.Context) {
+	members, err := keys(ctx, b.members)
+	if err != nil {
+		b.log.Warn("listing members", "err", err)
+		return
+	}
+	for _, m := range members {
+		if m == b.opts.NodeID {
+			continue
+		}
+		if _, err := b.nodes.Get(ctx, m); err == nil {
+			continue // alive
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			b.log.Warn("checking node", "node", m, "err", err)
+			continue
+		}
+		wills, err := b.wills.ListKeysFiltered(ctx, m+".>")
+		var ks []string
+		if err == nil {
+			for k := range wills.Keys() {
+				ks = append(ks, k)
+			}
+		} else if !errors.Is(err, jetstream.ErrNoKeysFound) {
+			b.log.Warn("listing wills", "node", m, "err", err)
+			continue
+		}
+		left := 0
+		for _, k := range ks {
+			if !b.reapWill(ctx, k) {
+				left++
+			}
+		}
+		if left == 0 {
+			if err := b.members.Delete(ctx, m); err == nil {
+				b.log.Info("dead node's wills published", "dead_node", m, "wills", len(ks))
+			}
+		}
+	}
+}
+
+// reapWill claims, publishes and deletes one will of a dead node. It
+// reports whether the will is gone.
+func (b *Bus) reapWill(ctx context.Context, key string) bool {
+	e, err := b.wills.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	var w storedWill
+	if err := json.Unmarshal(e.Value(), &w); err != nil {
+		b.wills.Purge(ctx, key)
+		return true
+	}
+	if w.ClaimedBy != "" && w.ClaimedBy != b.opts.NodeID && time.Since(w.ClaimedAt) < 3*b.opts.NodeTTL {
+		return false // another node is on it
+	}
+	w.ClaimedBy, w.ClaimedAt = b.opts.NodeID, time.Now()
+	data, _ := json.Marshal(&w)
+	rev, err := b.wills.Update(ctx, key, data, e.Revision())
+	if err != nil {
+		return false // lost the race
+	}
+	m := w.Message
+	if m.Expiry.IsZero() || time.Now().Before(m.Expiry) {
+		errc := make(chan error, 1)
+		if err := b.Publish(&m, func(err error) { errc <- err }); err != nil {
+			b.log.Warn("publishing dead node's will", "err", err)
+			return false
+		}
+		if m.QoS > 0 || m.Retain {
+			select {
+			case err := <-errc:
+				if err != nil {
+					b.log.Warn("publishing dead node's will", "err", err)
+					return false
+				}
+			case <-ctx.Done():
+				return false
+			}
+		}
+		b.log.Info("published will of client on dead node", "dead_node", w.Node, "tenant", m.Tenant, "client", m.ClientID, "topic", string(m.Topic))
+	}
+	b.wills.Delete(ctx, key, jetstream.LastRevision(rev))
+	return true
+}
+
+func keys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	l, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range l.Keys() {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// PutWill implements broker.WillStore.
+func (b *Bus) PutWill(ctx context.Context, w *broker.Will) error {
+	data, err := json.Marshal(&storedWill{Will: *w})
+	if err != nil {
+		return err
+	}
+	if _, err := b.wills.Put(ctx, willKey(w.Node, w.Message.Tenant, w.Message.ClientID), data); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// DeleteWill implements broker.WillStore.
+func (b *Bus) DeleteWill(ctx context.Context, tenant, clientID, connID string) error {
+	key := willKey(b.opts.NodeID, tenant, clientID)
+	e, err := b.wills.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	var w storedWill
+	if json.Unmarshal(e.Value(), &w) == nil && w.ConnID != connID {
+		return nil // a newer connection's will
+	}
+	if err := b.wills.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil && !strings.Contains(err.Error(), "wrong last sequence") {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Takeover.
+
+// HandleKicks implements broker.Cluster.
+func (b *Bus) HandleKicks(fn broker.KickFunc) {
+	b.kickMu.Lock()
+	b.kickFn = fn
+	b.kickMu.Unlock()
+}
+
+func (b *Bus) kick(tenant, clientID, connID string) bool {
+	b.kickMu.Lock()
+	fn := b.kickFn
+	b.kickMu.Unlock()
+	if fn == nil {
+		return false
+	}
+	return fn(tenant, clientID, connID)
+}
+
+// startKicks subscribes to takeover broadcasts and requests.
+func (b *Bus) startKicks() error {
+	bc, err := b.nc.Subscribe(subjKick+"*", func(m *nats.Msg) {
+		tenant := m.Subject[len(subjKick):]
+		id, conn, ok := strings.Cut(string(m.Data), "\x00")
+		if !ok {
+			return
+		}
+		go b.kick(tenant, id, conn)
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: kick subscription: %w", err)
+	}
+	rq, err := b.nc.Subscribe(fmt.Sprintf(subjNodeKick, b.opts.NodeID), func(m *nats.Msg) {
+		parts := strings.SplitN(string(m.Data), "\x00", 3)
+		if len(parts) != 3 {
+			return
+		}
+		go func() {
+			b.kick(parts[0], parts[1], parts[2])
+			m.Respond(nil)
+		}()
+	})
+	if err != nil {
+		bc.Unsubscribe()
+		return fmt.Errorf("natsbus: kick subscription: %w", err)
+	}
+	b.kickMu.Lock()
+	b.kickSubs = append(b.kickSubs, bc, rq)
+	b.kickMu.Unlock()
+	return nil
+}
+
+// Kick implements broker.Cluster.
+func (b *Bus) Kick(ctx context.Context, tenant, clientID, connID, node string) error {
+	if err := b.nc.Publish(subjKick+tenant, []byte(clientID+"\x00"+connID)); err != nil {
+		return unavailable(err)
+	}
+	if node == "" || node == b.opts.NodeID {
+		return nil
+	}
+	_, err := b.nc.RequestWithContext(ctx, fmt.Sprintf(subjNodeKick, node), []byte(tenant+"\x00"+clientID+"\x00"+connID))
+	switch {
+	case err == nil, errors.Is(err, nats.ErrNoResponders):
+		return nil // done, or the node is gone
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		b.log.Warn("node did not release session in time; taking it anyway", "holder", node, "tenant", tenant, "client", clientID)
+		return nil
+	default:
+		return unavailable(err)
+	}
+}

@@ -1,0 +1,164 @@
+package natsbus
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/relaymq/relay/broker"
+	"github.com/relaymq/relay/broker/topic"
+)
+
+// retainedTombstoneTTL is how long the marker that clears a retained
+// message stays in the stream (it must outlive the message it replaces
+// only briefly: MaxMsgsPerSubject already removed that one).
+const retainedTombstoneTTL = "60s"
+
+// Publish implements broker.Router.
+func (b *Bus) Publish(m *broker.Message, done func(error)) error {
+	stored := m.QoS > 0
+	n := 1
+	if m.Retain {
+		n = 2
+	}
+	if !stored && !m.Retain {
+		// QoS 0: core NATS only, no allocation beyond nats.go's own.
+		bp := b.getBuf()
+		buf := msgSubject(*bp, m.Tenant, false, m.Topic)
+		sl := len(buf)
+		buf = appendEnvelope(buf, m)
+		err := b.nc.Publish(string(buf[:sl]), buf[sl:])
+		*bp = buf
+		b.putBuf(bp)
+		if err != nil {
+			return unavailable(err)
+		}
+		if done != nil {
+			done(nil)
+		}
+		return nil
+	}
+
+	// Stored and/or retained: JetStream confirms each part.
+	if done == nil {
+		done = func(err error) {
+			if err != nil {
+				b.log.Warn("QoS 0 retained publish not stored", "err", err)
+			}
+		}
+	}
+	if n == 2 {
+		done = joinDone(2, done)
+	}
+	env := appendEnvelope(nil, m)
+	subj := string(msgSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, stored, m.Topic))
+	if stored {
+		if err := b.publishStored(&nats.Msg{Subject: subj, Data: env}, done); err != nil {
+			return err
+		}
+	} else if err := b.nc.Publish(subj, env); err != nil {
+		return unavailable(err)
+	}
+	if m.Retain {
+		rm := &nats.Msg{Subject: string(retSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, m.Topic)), Data: env}
+		if len(m.Payload) == 0 {
+			// An empty retained message clears the topic [MQTT-3.3.1-10];
+			// the tombstone ages out by itself.
+			rm.Header = nats.Header{"Nats-TTL": []string{retainedTombstoneTTL}}
+		}
+		if err := b.publishStored(rm, done); err != nil {
+			done(err)
+		}
+	}
+	if !stored {
+		done(nil) // the live part of a QoS 0 retained publish
+	}
+	return nil
+}
+
+// joinDone returns a function that calls done once, after n calls, with the
+// first error.
+func joinDone(n int32, done func(error)) func(error) {
+	var left atomic.Int32
+	var first atomic.Pointer[error]
+	left.Store(n)
+	return func(err error) {
+		if err != nil {
+			first.CompareAndSwap(nil, &err)
+		}
+		if left.Add(-1) == 0 {
+			if e := first.Load(); e != nil {
+				done(*e)
+			} else {
+				done(nil)
+			}
+		}
+	}
+}
+
+// route is an open broker.Route: one NATS subscription per subject.
+type route struct {
+	subs []*nats.Subscription
+}
+
+// Close implements broker.Route.
+func (r *route) Close() error {
+	var first error
+	for _, s := range r.subs {
+		if err := s.Unsubscribe(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Subscribe implements broker.Router.
+func (b *Bus) Subscribe(tenant string, f topic.Filter, class broker.Class, h broker.Handler) (broker.Route, error) {
+	c := "*"
+	if class == broker.ClassQoS0 {
+		c = "0"
+	}
+	queue := ""
+	if f.Kind == topic.Shared {
+		// One NATS queue group per (tenant, group, filter): MQTT shares
+		// are identified by group and filter together [MQTT-4.8.2].
+		sum := sha256.Sum256([]byte(tenant + "\x00" + f.Group + "\x00" + f.Topic))
+		queue = "share_" + hex.EncodeToString(sum[:12])
+	}
+	handler := func(nm *nats.Msg) {
+		tn, tail, ok := splitMsgSubject(nm.Subject)
+		if !ok || tn != tenant {
+			return
+		}
+		m, err := decodeMessage(tn, tail, nm.Data)
+		if err != nil {
+			b.log.Warn("dropping malformed backbone message", "subject", nm.Subject, "err", err)
+			return
+		}
+		h(m)
+	}
+	r := &route{}
+	for _, s := range topic.FilterSubjects(f.Topic) {
+		subj := prefixMsg + tenant + "." + c + "." + s
+		var (
+			ns  *nats.Subscription
+			err error
+		)
+		if queue != "" {
+			ns, err = b.nc.QueueSubscribe(subj, queue, handler)
+		} else {
+			ns, err = b.nc.Subscribe(subj, handler)
+		}
+		if err != nil {
+			r.Close()
+			return nil, unavailable(fmt.Errorf("subscribe %s: %w", subj, err))
+		}
+		// The broker's handler only queues; drop only at very high backlog.
+		ns.SetPendingLimits(1<<20, 256<<20)
+		r.subs = append(r.subs, ns)
+	}
+	return r, nil
+}

@@ -1,0 +1,148 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ServeConfig configures the all-in-one server.
+type ServeConfig struct {
+	// DataDir holds all state (JetStream files). Created if missing.
+	DataDir string
+	// NATSAddr exposes the embedded NATS to other edges ("" keeps it
+	// in process).
+	NATSAddr string
+	// HTTPAddr serves health checks ("" disables it). The dashboard and
+	// HTTP API come here.
+	HTTPAddr string
+	// Edge configures the in-process edge; NATSURLs are ignored.
+	Edge EdgeConfig
+	// Logger receives logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the running all-in-one process.
+type Server struct {
+	cfg  ServeConfig
+	log  *slog.Logger
+	ns   *server.Server
+	edge *Edge
+	http *http.Server
+	hl   net.Listener
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// NewServer validates cfg.
+func NewServer(cfg ServeConfig) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("data directory is required")
+	}
+	cfg.Edge.Logger = cfg.Logger
+	return &Server{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Start starts the embedded NATS, the edge and the HTTP listener.
+func (s *Server) Start(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ns, err := StartEmbeddedNATS(EmbeddedNATSConfig{DataDir: s.cfg.DataDir, Addr: s.cfg.NATSAddr, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	s.ns = ns
+	if s.cfg.NATSAddr != "" {
+		s.log.Info("NATS backbone listening for other edges", "url", ns.ClientURL())
+	}
+	ec := s.cfg.Edge
+	ec.NATSOptions = append(ec.NATSOptions, nats.InProcessServer(ns))
+	if s.edge, err = NewEdge(ec); err != nil {
+		s.Close()
+		return err
+	}
+	if err := s.edge.Start(ctx); err != nil {
+		s.Close()
+		return err
+	}
+	if s.cfg.HTTPAddr != "" {
+		l, err := net.Listen("tcp", s.cfg.HTTPAddr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("HTTP listener: %w", err)
+		}
+		s.hl = l
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if !s.ns.JetStreamEnabled() {
+				http.Error(w, "jetstream unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("HTTP server stopped", "err", err)
+			}
+		}()
+		s.log.Info("HTTP listening", "addr", l.Addr().String())
+	}
+	return nil
+}
+
+// Edge returns the in-process edge.
+func (s *Server) Edge() *Edge { return s.edge }
+
+// NATSURL returns the embedded NATS's client URL if it listens.
+func (s *Server) NATSURL() string {
+	if s.ns == nil || s.cfg.NATSAddr == "" {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// HTTPAddr returns the HTTP listener's address (nil if none).
+func (s *Server) HTTPAddr() net.Addr {
+	if s.hl == nil {
+		return nil
+	}
+	return s.hl.Addr()
+}
+
+// Close shuts everything down in order: HTTP, the edge (clients, backbone
+// drain), then NATS. It is idempotent.
+func (s *Server) Close() error {
+	var errs []error
+	s.once.Do(func() {
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, s.http.Shutdown(ctx))
+			cancel()
+		}
+		s.wg.Wait()
+		if s.edge != nil {
+			errs = append(errs, s.edge.Close())
+		}
+		if s.ns != nil {
+			s.ns.Shutdown()
+			s.ns.WaitForShutdown()
+		}
+	})
+	return errors.Join(errs...)
+}
