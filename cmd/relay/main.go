@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/relaymq/relay/broker"
+	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services"
 )
 
@@ -89,6 +90,7 @@ type commonFlags struct {
 	logLevel       string
 	logFormat      string
 	limits         broker.Options
+	bus            natsbus.Options
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
@@ -104,6 +106,9 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.limits.SessionExpiry, "session-expiry", 24*time.Hour, "how long a persistent session outlives its connection")
 	fs.DurationVar(&c.limits.ConnectTimeout, "connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
 	fs.DurationVar(&c.limits.MaxKeepAlive, "max-keepalive", 0, "cap on the keep-alive clients ask for (0: none)")
+	fs.DurationVar(&c.bus.NodeTTL, "node-ttl", 15*time.Second, "a node silent this long is dead; survivors then publish its clients' wills")
+	fs.DurationVar(&c.bus.AckWait, "ack-wait", 30*time.Second, "a queued message unacknowledged this long is offered again (after an edge crash)")
+	fs.Int64Var(&c.bus.MessageMaxBytes, "queue-max-bytes", -1, "bytes of queued messages for offline sessions, all sessions together; oldest dropped beyond (-1: unlimited)")
 }
 
 func (c *commonFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -182,7 +187,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	srv, err := services.NewServer(services.ServeConfig{
 		DataDir: *dataDir, NATSAddr: *natsAddr, HTTPAddr: *httpAddr, Logger: log,
 		Edge: services.EdgeConfig{
-			NodeID: cf.nodeID, MQTTAddr: cf.mqttAddr, AllowAnonymous: cf.allowAnonymous, Broker: cf.limits,
+			NodeID: cf.nodeID, MQTTAddr: cf.mqttAddr, AllowAnonymous: cf.allowAnonymous, Broker: cf.limits, Bus: cf.bus,
 		},
 	})
 	if err != nil {
@@ -232,6 +237,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg services.EdgeConfig
 	cfg.NodeID, cfg.MQTTAddr, cfg.AllowAnonymous, cfg.Broker, cfg.Logger = cf.nodeID, cf.mqttAddr, cf.allowAnonymous, cf.limits, log
 	cfg.NATSURLs = strings.Split(*natsURL, ",")
+	cfg.Bus = cf.bus
 	cfg.Bus.Replicas = *replicas
 	e, err := services.NewEdge(cfg)
 	if err != nil {
