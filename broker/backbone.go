@@ -21,6 +21,9 @@ var (
 	// ErrSessionConflict means a stored session changed since it was read
 	// (another edge took it over).
 	ErrSessionConflict = errors.New("session changed concurrently")
+	// ErrTooLarge means the message or its topic exceeds what the backbone
+	// carries (NATS max_payload / max_control_line).
+	ErrTooLarge = errors.New("message too large for the backbone")
 	// ErrQueueClosed is returned by Queue.Next once the queue is closed.
 	ErrQueueClosed = errors.New("queue closed")
 )

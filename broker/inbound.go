@@ -159,6 +159,9 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 		Origin: c.b.opts.NodeID, ClientID: c.id,
 	}
 	if c.version == packet.V5 {
+		if len(p.Properties.SubscriptionIdentifiers) > 0 {
+			return fmt.Errorf("%w: subscription identifier from a client", packet.ProtocolError) // [MQTT-3.3.4-6]
+		}
 		if p.Properties.Has(packet.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
 			return packet.PayloadFormatInvalid // [MQTT-3.3.2-4]
 		}
@@ -171,7 +174,7 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	switch p.QoS {
 	case 0:
 		if err := c.b.bb.Publish(m, nil); err != nil {
-			c.log.Warn("publish failed; QoS 0 message dropped", "err", err)
+			c.log.Warn("publish failed; QoS 0 message dropped", "topic", string(t), "err", err)
 		}
 		return nil
 	case 1:
@@ -208,26 +211,22 @@ func (c *client) completeAck(seq uint64, err error) {
 		c.mu.Unlock()
 		return
 	}
+	a := &c.acks[i]
+	a.state = ackOK
 	if err != nil {
-		c.acks[i].state = ackFailed
-	} else {
-		c.acks[i].state = ackOK
+		a.state, a.rc = c.refusal(err)
 	}
-	var failed bool
+	var fail error
 	n := 0
 	for ; n < len(c.acks) && c.acks[n].state != ackWaiting; n++ {
 		a := c.acks[n]
 		if a.state == ackFailed {
-			failed = true
-			if c.version != packet.V5 {
-				// 3.1.1 has no negative PUBACK: withhold it and close, so
-				// that the client sends the message again.
-				continue
-			}
-			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: packet.UnspecifiedError})
+			// 3.1.1 has no negative PUBACK: withhold it and close, so
+			// that the client sends the message again.
+			fail = err
 			continue
 		}
-		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id})
+		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc})
 	}
 	rest := copy(c.acks, c.acks[n:])
 	c.acks = c.acks[:rest]
@@ -237,11 +236,29 @@ func (c *client) completeAck(seq uint64, err error) {
 		<-c.inSem
 	}
 	c.signal()
-	if failed {
-		c.log.Error("backbone refused a QoS 1 message", "err", err)
-		if c.version != packet.V5 {
-			c.shutdown(packet.ServerUnavailable)
-		}
+	if err != nil {
+		c.log.Warn("backbone refused a QoS 1 message", "err", err)
+	}
+	if fail != nil {
+		c.shutdown(packet.ServerUnavailable)
+	}
+}
+
+// refusal decides how a publish the backbone refused is answered: a
+// message that can never be carried is acknowledged and dropped in 3.1.1
+// [MQTT-3.3.5-2] (0x83 in 5.0); a passing failure closes a 3.1.1
+// connection without PUBACK and is 0x80 in 5.0.
+func (c *client) refusal(err error) (state uint8, rc packet.ReasonCode) {
+	tooLarge := errors.Is(err, ErrTooLarge)
+	switch {
+	case c.version == packet.V5 && tooLarge:
+		return ackOK, packet.ImplementationSpecificError
+	case c.version == packet.V5:
+		return ackOK, packet.UnspecifiedError
+	case tooLarge:
+		return ackOK, packet.Success
+	default:
+		return ackFailed, packet.Success
 	}
 }
 
@@ -280,12 +297,13 @@ func (c *client) publishQoS2(m *Message, id uint16) error {
 }
 
 func (c *client) qos2Failed(id uint16, err error) error {
-	if c.version == packet.V5 {
-		c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id, rc: packet.UnspecifiedError})
-		c.log.Error("backbone refused a QoS 2 message", "err", err)
-		return nil
+	state, rc := c.refusal(err)
+	if state == ackFailed {
+		return fmt.Errorf("publishing QoS 2 message: %w", err)
 	}
-	return fmt.Errorf("publishing QoS 2 message: %w", err)
+	c.log.Warn("backbone refused a QoS 2 message", "err", err)
+	c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id, rc: rc})
+	return nil
 }
 
 // handleAck handles PUBACK, PUBREC, PUBREL and PUBCOMP.

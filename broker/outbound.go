@@ -32,7 +32,8 @@ type inflight struct {
 // pendingAck is an inbound QoS 1 PUBLISH waiting for the backbone.
 type pendingAck struct {
 	id    uint16
-	state uint8 // ackWaiting, ackOK, ackFailed
+	state uint8             // ackWaiting, ackOK, ackFailed
+	rc    packet.ReasonCode // PUBACK reason when state is ackOK
 }
 
 const (

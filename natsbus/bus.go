@@ -56,8 +56,16 @@ type Options struct {
 	// NodeTTL is how long a node stays alive without a heartbeat; after
 	// it, surviving nodes publish the dead node's wills. Default 15 s.
 	NodeTTL time.Duration
+	// MaxSessions caps the persistent sessions with QoS ≥ 1 subscriptions
+	// (one JetStream consumer each). Default 1,000,000.
+	MaxSessions int
 	// Memory stores streams in memory instead of files (tests).
 	Memory bool
+	// MaxControlLine is the NATS servers' max_control_line; publishes whose
+	// subject would exceed it are refused with broker.ErrTooLarge instead
+	// of making the server close the connection. Default 4096 (the NATS
+	// default); the embedded server uses 256 KiB.
+	MaxControlLine int
 }
 
 func (o *Options) setDefaults() {
@@ -78,6 +86,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.AckTimeout == 0 {
 		o.AckTimeout = 5 * time.Second
+	}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = 1_000_000
+	}
+	if o.MaxControlLine == 0 {
+		o.MaxControlLine = 4096
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = 15 * time.Second
@@ -165,6 +179,9 @@ func (b *Bus) Start(ctx context.Context) error {
 		MaxAge:      b.opts.MessageMaxAge,
 		MaxBytes:    b.opts.MessageMaxBytes,
 		Discard:     jetstream.DiscardOld,
+		// One consumer per persistent session: lift nats-server's default
+		// of 1,000 consumers per stream (JSDefaultMaxConsumersPerStream).
+		MaxConsumers: b.opts.MaxSessions,
 	})
 	if err != nil {
 		return fmt.Errorf("natsbus: stream %s: %w", StreamMessages, err)

@@ -17,8 +17,20 @@ import (
 // only briefly: MaxMsgsPerSubject already removed that one).
 const retainedTombstoneTTL = "60s"
 
+const prefixMsgLen = len(prefixMsg) + 3
+
+// controlOverhead is the room a PUB line needs beyond its subject: the
+// verb, a reply subject (our ack inbox) and the size.
+const controlOverhead = 128
+
 // Publish implements broker.Router.
 func (b *Bus) Publish(m *broker.Message, done func(error)) error {
+	if prefixMsgLen+len(m.Tenant)+topic.SubjectLen(m.Topic)+controlOverhead > b.opts.MaxControlLine {
+		return fmt.Errorf("%w: topic of %d bytes", broker.ErrTooLarge, len(m.Topic))
+	}
+	if len(m.Payload)+len(m.Origin)+len(m.ClientID)+64 > int(b.nc.MaxPayload()) {
+		return fmt.Errorf("%w: payload of %d bytes", broker.ErrTooLarge, len(m.Payload))
+	}
 	stored := m.QoS > 0
 	n := 1
 	if m.Retain {

@@ -103,16 +103,31 @@ func (b *Bus) DeleteSession(ctx context.Context, tenant, clientID string) error 
 }
 
 // ---------------------------------------------------------------------------
-// QoS 2 inbound state: "<session key>.<packet id>" in RELAY_QOS2.
+// QoS 2 inbound state: one RELAY_QOS2 entry per session (the session key),
+// whose value lists the received, unreleased packet IDs. Only the
+// connection holding the session writes it, so a read-modify-write is safe;
+// loading it at connect is one direct get.
 
 // MarkQoS2 implements broker.SessionStore.
 func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, set bool) error {
-	key := sessionKey(tenant, clientID) + "." + strconv.Itoa(int(id))
-	var err error
+	key := sessionKey(tenant, clientID)
+	ids, err := b.QoS2(ctx, tenant, clientID)
+	if err != nil {
+		return err
+	}
+	out := ids[:0]
+	for _, x := range ids {
+		if x != id {
+			out = append(out, x)
+		}
+	}
 	if set {
-		_, err = b.qos2.Put(ctx, key, nil)
-	} else {
+		out = append(out, id)
+	}
+	if len(out) == 0 {
 		err = b.qos2.Purge(ctx, key)
+	} else {
+		_, err = b.qos2.Put(ctx, key, formatIDs(out))
 	}
 	if err != nil {
 		return unavailable(err)
@@ -122,44 +137,36 @@ func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, 
 
 // QoS2 implements broker.SessionStore.
 func (b *Bus) QoS2(ctx context.Context, tenant, clientID string) ([]uint16, error) {
-	keys, err := b.qos2Keys(ctx, tenant, clientID)
-	if err != nil {
-		return nil, err
+	e, err := b.qos2.Get(ctx, sessionKey(tenant, clientID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
 	}
-	ids := make([]uint16, 0, len(keys))
-	for _, k := range keys {
-		n, err := strconv.Atoi(k[strings.LastIndexByte(k, '.')+1:])
-		if err == nil && n > 0 && n <= 65535 {
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var ids []uint16
+	for _, f := range strings.Split(string(e.Value()), ",") {
+		if n, err := strconv.Atoi(f); err == nil && n > 0 && n <= 65535 {
 			ids = append(ids, uint16(n))
 		}
 	}
 	return ids, nil
 }
 
-func (b *Bus) qos2Keys(ctx context.Context, tenant, clientID string) ([]string, error) {
-	l, err := b.qos2.ListKeysFiltered(ctx, sessionKey(tenant, clientID)+".*")
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
+func formatIDs(ids []uint16) []byte {
+	var b []byte
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		return nil, unavailable(err)
+		b = strconv.AppendUint(b, uint64(id), 10)
 	}
-	var keys []string
-	for k := range l.Keys() {
-		keys = append(keys, k)
-	}
-	return keys, nil
+	return b
 }
 
 func (b *Bus) clearQoS2(ctx context.Context, tenant, clientID string) error {
-	keys, err := b.qos2Keys(ctx, tenant, clientID)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := b.qos2.Purge(ctx, k); err != nil {
-			return unavailable(err)
-		}
+	if err := b.qos2.Purge(ctx, sessionKey(tenant, clientID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return unavailable(err)
 	}
 	return nil
 }

@@ -26,6 +26,10 @@ type EmbeddedNATSConfig struct {
 	Logger *slog.Logger
 }
 
+// embeddedMaxControlLine lets MQTT topics of up to 65535 bytes through
+// even when every byte is escaped.
+const embeddedMaxControlLine = 256 << 10
+
 // StartEmbeddedNATS starts a NATS server with JetStream and waits until it
 // is ready.
 func StartEmbeddedNATS(cfg EmbeddedNATSConfig) (*server.Server, error) {
@@ -37,8 +41,8 @@ func StartEmbeddedNATS(cfg EmbeddedNATSConfig) (*server.Server, error) {
 		JetStream:      true,
 		StoreDir:       filepath.Join(cfg.DataDir, "jetstream"),
 		NoSigs:         true,
-		MaxPayload:     8 << 20,   // an MQTT packet (≤ 1 MiB default, configurable) plus envelope
-		MaxControlLine: 256 << 10, // MQTT topics are up to 65535 bytes, escaped
+		MaxPayload:     8 << 20, // an MQTT packet (≤ 1 MiB default, configurable) plus envelope
+		MaxControlLine: embeddedMaxControlLine,
 		MaxPending:     256 << 20,
 		DontListen:     cfg.Addr == "",
 	}

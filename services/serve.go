@@ -70,6 +70,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ec := s.cfg.Edge
 	ec.NATSOptions = append(ec.NATSOptions, nats.InProcessServer(ns))
+	ec.Bus.MaxControlLine = embeddedMaxControlLine
 	if s.edge, err = NewEdge(ec); err != nil {
 		s.Close()
 		return err
