@@ -234,6 +234,7 @@ func (c *client) queueLoop() {
 		case <-ctx.Done():
 		}
 	}()
+	skip := c.overflow(ctx)
 	for {
 		d, err := c.queue.Next(ctx)
 		if err != nil {
@@ -247,6 +248,13 @@ func (c *client) queueLoop() {
 			case <-c.quit:
 				return
 			}
+		}
+		if skip > 0 && !d.Redelivered() {
+			// Over the session queue cap: drop the oldest.
+			skip--
+			c.b.stats.Dropped.Add(1)
+			d.Ack()
+			continue
 		}
 		m := d.Message()
 		qos := c.queueQoS(m)
@@ -262,6 +270,22 @@ func (c *client) queueLoop() {
 		}
 		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true})
 	}
+}
+
+// overflow returns how many of the oldest waiting messages exceed the
+// session queue cap, and logs the drop.
+func (c *client) overflow(ctx context.Context) uint64 {
+	limit := c.b.opts.MaxSessionQueue
+	if limit < 0 {
+		return 0
+	}
+	pending, err := c.queue.Pending(ctx)
+	if err != nil || pending <= uint64(limit) {
+		return 0
+	}
+	skip := pending - uint64(limit)
+	c.log.Warn("session queue over its cap; dropping the oldest messages", "waiting", pending, "cap", limit, "dropped", skip)
+	return skip
 }
 
 // queueQoS returns the QoS a queued message is delivered with: the highest

@@ -188,6 +188,11 @@ func (b *Bus) OpenQueue(ctx context.Context, s *broker.SessionState) (broker.Que
 			}
 		}
 	}
+	if len(subs) == 0 {
+		// Update would delete a consumer that cannot exist: a session
+		// without QoS ≥ 1 subscriptions never keeps one.
+		return q, nil
+	}
 	if err := q.Update(ctx, subs); err != nil {
 		return nil, err
 	}
