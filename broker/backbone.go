@@ -87,8 +87,10 @@ type SessionStore interface {
 	// DeleteSession removes the session, its queue and its QoS 2 state.
 	// Deleting a missing session is not an error.
 	DeleteSession(ctx context.Context, tenant, clientID string) error
-	// OpenQueue opens the session's durable queue of QoS ≥ 1 messages,
-	// creating it if needed, filtered by s's QoS ≥ 1 subscriptions.
+	// OpenQueue opens the session's durable queue of QoS ≥ 1 messages. The
+	// queue is fed by the session's stored QoS ≥ 1 subscriptions (as of
+	// the last SaveSession); it starts with the oldest unacknowledged
+	// message.
 	OpenQueue(ctx context.Context, s *SessionState) (Queue, error)
 	// MarkQoS2 records that the client's QoS 2 PUBLISH with packet ID id
 	// was received (set) or released (clear).
@@ -99,11 +101,9 @@ type SessionStore interface {
 }
 
 // Queue is a session's durable queue of QoS ≥ 1 messages. Messages stay in
-// the queue until acknowledged and come back (Redelivered) after the queue
-// is reopened or the backbone's ack wait passes.
+// the queue until acknowledged and come back (Redelivered) when the queue
+// is reopened, by any edge.
 type Queue interface {
-	// Update changes which subscriptions feed the queue.
-	Update(ctx context.Context, subs []Subscription) error
 	// Next blocks until a message is available, ctx is done, or the queue
 	// is closed (ErrQueueClosed).
 	Next(ctx context.Context) (Delivery, error)

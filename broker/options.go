@@ -33,12 +33,6 @@ type Options struct {
 	// outbound queue; beyond it, new live messages for that client are
 	// dropped (counted and logged). Default 1000.
 	MaxQueued int
-	// MaxSessionQueue caps the messages a persistent session finds waiting
-	// when it reconnects; older ones beyond the cap are dropped (counted
-	// in Stats.Dropped and logged). While the session is offline, storage
-	// is bounded by the backbone (message age and total bytes). Default
-	// 1000; negative means no cap.
-	MaxSessionQueue int
 	// MaxConnections caps the connections this edge accepts; 0 means
 	// unlimited. Beyond it, CONNECT gets "server unavailable".
 	MaxConnections int
@@ -77,9 +71,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxQueued == 0 {
 		o.MaxQueued = 1000
-	}
-	if o.MaxSessionQueue == 0 {
-		o.MaxSessionQueue = 1000
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second

@@ -61,9 +61,6 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("reloading session: %w", err)
 		}
 	}
-	// A session still marked connected was held by a connection that died
-	// with its edge: its unacknowledged messages must be resent at once.
-	crashed := st != nil && st.Connected && st.ConnID != c.connID
 
 	if c.cleanStart && st != nil {
 		// Clean session / clean start: discard stored state [MQTT-3.1.2-6].
@@ -80,7 +77,6 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	if st == nil {
 		st = &SessionState{Tenant: c.tenant, ClientID: c.id, Created: now}
 		rev = 0
-		crashed = false
 	}
 	st.Expiry = c.expiry
 	st.Node, st.ConnID, st.Connected, st.LastSeen = c.b.opts.NodeID, c.connID, true, now
@@ -93,13 +89,6 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	q, err := bb.OpenQueue(ctx, st)
 	if err != nil {
 		return false, fmt.Errorf("opening session queue: %w", err)
-	}
-	if crashed {
-		if r, ok := q.(interface{ Reset(context.Context) error }); ok {
-			if err := r.Reset(ctx); err != nil {
-				c.log.Warn("resetting queue of crashed session; unacknowledged messages come back after the ack wait", "err", err)
-			}
-		}
 	}
 	c.queue = q
 	c.mu.Lock()
@@ -132,7 +121,8 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	return present, nil
 }
 
-// saveSession stores the session's subscriptions and updates its queue.
+// saveSession stores the session's subscriptions; from then on the
+// backbone queues matching QoS ≥ 1 messages for the session.
 func (c *client) saveSession(ctx context.Context) error {
 	c.mu.Lock()
 	subs := make([]Subscription, 0, len(c.subs))
@@ -155,9 +145,6 @@ func (c *client) saveSession(ctx context.Context) error {
 		return err
 	}
 	*c.state, c.rev = st, rev
-	if err := c.queue.Update(ctx, queueSubs(subs)); err != nil {
-		return fmt.Errorf("updating session queue: %w", err)
-	}
 	return nil
 }
 
@@ -168,17 +155,6 @@ func containsFilter(subs []Subscription, f string) bool {
 		}
 	}
 	return false
-}
-
-// queueSubs returns the subscriptions that feed the durable queue.
-func queueSubs(subs []Subscription) []Subscription {
-	out := make([]Subscription, 0, len(subs))
-	for _, s := range subs {
-		if s.QoS > 0 && durable(s.Filter) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // closeSession releases a persistent session: in-flight queue messages go
@@ -234,7 +210,6 @@ func (c *client) queueLoop() {
 		case <-ctx.Done():
 		}
 	}()
-	skip := c.overflow(ctx)
 	for {
 		d, err := c.queue.Next(ctx)
 		if err != nil {
@@ -248,13 +223,6 @@ func (c *client) queueLoop() {
 			case <-c.quit:
 				return
 			}
-		}
-		if skip > 0 && !d.Redelivered() {
-			// Over the session queue cap: drop the oldest.
-			skip--
-			c.b.stats.Dropped.Add(1)
-			d.Ack()
-			continue
 		}
 		m := d.Message()
 		qos := c.queueQoS(m)
@@ -270,22 +238,6 @@ func (c *client) queueLoop() {
 		}
 		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true})
 	}
-}
-
-// overflow returns how many of the oldest waiting messages exceed the
-// session queue cap, and logs the drop.
-func (c *client) overflow(ctx context.Context) uint64 {
-	limit := c.b.opts.MaxSessionQueue
-	if limit < 0 {
-		return 0
-	}
-	pending, err := c.queue.Pending(ctx)
-	if err != nil || pending <= uint64(limit) {
-		return 0
-	}
-	skip := pending - uint64(limit)
-	c.log.Warn("session queue over its cap; dropping the oldest messages", "waiting", pending, "cap", limit, "dropped", skip)
-	return skip
 }
 
 // queueQoS returns the QoS a queued message is delivered with: the highest

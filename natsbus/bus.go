@@ -5,11 +5,15 @@ package natsbus
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,8 +24,9 @@ import (
 
 // Stream and bucket names.
 const (
-	StreamMessages = "RELAY_MSGS"
+	StreamQueue    = "RELAY_QUEUE"
 	StreamRetained = "RELAY_RETAINED"
+	BucketCursors  = "RELAY_CURSORS"
 	BucketSessions = "RELAY_SESSIONS"
 	BucketQoS2     = "RELAY_QOS2"
 	BucketWills    = "RELAY_WILLS"
@@ -46,6 +51,10 @@ type Options struct {
 	// MessageMaxBytes bounds the stored queue messages of all sessions; the
 	// oldest are dropped beyond it. Default -1 (unlimited).
 	MessageMaxBytes int64
+	// SessionQueueMax caps the messages queued for one persistent session;
+	// beyond it the oldest are dropped (JetStream MaxMsgsPerSubject), and
+	// the session is told in the log when it comes back. Default 1000.
+	SessionQueueMax int
 	// AckWait is how long a queued message delivered to a client may stay
 	// unacknowledged before the backbone offers it again (after an edge
 	// crash). Default 30 s.
@@ -56,9 +65,6 @@ type Options struct {
 	// NodeTTL is how long a node stays alive without a heartbeat; after
 	// it, surviving nodes publish the dead node's wills. Default 15 s.
 	NodeTTL time.Duration
-	// MaxSessions caps the persistent sessions with QoS ≥ 1 subscriptions
-	// (one JetStream consumer each). Default 1,000,000.
-	MaxSessions int
 	// Memory stores streams in memory instead of files (tests).
 	Memory bool
 	// MaxControlLine is the NATS servers' max_control_line; publishes whose
@@ -87,8 +93,8 @@ func (o *Options) setDefaults() {
 	if o.AckTimeout == 0 {
 		o.AckTimeout = 5 * time.Second
 	}
-	if o.MaxSessions == 0 {
-		o.MaxSessions = 1_000_000
+	if o.SessionQueueMax == 0 {
+		o.SessionQueueMax = 1000
 	}
 	if o.MaxControlLine == 0 {
 		o.MaxControlLine = 4096
@@ -105,9 +111,10 @@ type Bus struct {
 	js   jetstream.JetStream
 	log  *slog.Logger
 
-	msgs     jetstream.Stream
+	queue    jetstream.Stream
 	retained jetstream.Stream
 	sessions jetstream.KeyValue
+	cursors  jetstream.KeyValue
 	qos2     jetstream.KeyValue
 	wills    jetstream.KeyValue
 	nodes    jetstream.KeyValue
@@ -125,6 +132,11 @@ type Bus struct {
 	kickSubs []*nats.Subscription
 
 	bufPool sync.Pool
+
+	// index routes QoS ≥ 1 messages to persistent sessions' queues.
+	index *sessionIndex
+	// overflows counts sessions that found their queue at its cap.
+	overflows atomic.Uint64
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -154,7 +166,8 @@ func New(opts Options) (*Bus, error) {
 	b := &Bus{
 		opts: opts, nc: opts.Conn, js: js,
 		log:  opts.Logger.With("component", "natsbus"),
-		acks: make(map[uint64]pendingPub),
+		acks:  make(map[uint64]pendingPub),
+		index: newSessionIndex(),
 		quit: make(chan struct{}),
 	}
 	b.bufPool.New = func() any { s := make([]byte, 0, 1024); return &s }
@@ -169,22 +182,24 @@ func (b *Bus) Start(ctx context.Context) error {
 		storage = jetstream.MemoryStorage
 	}
 	var err error
-	b.msgs, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamMessages,
-		Description: "Relay: QoS 1/2 messages for persistent sessions (one durable consumer per session)",
-		Subjects:    []string{prefixMsg + "*.1.>"},
-		Retention:   jetstream.InterestPolicy,
-		Storage:     storage,
-		Replicas:    b.opts.Replicas,
-		MaxAge:      b.opts.MessageMaxAge,
-		MaxBytes:    b.opts.MessageMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		// One consumer per persistent session: lift nats-server's default
-		// of 1,000 consumers per stream (JSDefaultMaxConsumersPerStream).
-		MaxConsumers: b.opts.MaxSessions,
+	b.queue, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              StreamQueue,
+		Description:       "Relay: one subject per persistent session holding its unacknowledged QoS 1/2 messages",
+		Subjects:          []string{prefixQueue + ">"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           storage,
+		Replicas:          b.opts.Replicas,
+		MaxAge:            b.opts.MessageMaxAge,
+		MaxBytes:          b.opts.MessageMaxBytes,
+		MaxMsgsPerSubject: int64(b.opts.SessionQueueMax),
+		Discard:           jetstream.DiscardOld,
+		// Each connected persistent session reads its subject with one
+		// consumer: lift nats-server's default of 1,000 consumers per
+		// stream (JSDefaultMaxConsumersPerStream).
+		MaxConsumers: 10_000_000,
 	})
 	if err != nil {
-		return fmt.Errorf("natsbus: stream %s: %w", StreamMessages, err)
+		return fmt.Errorf("natsbus: stream %s: %w", StreamQueue, err)
 	}
 	b.retained, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              StreamRetained,
@@ -212,6 +227,9 @@ func (b *Bus) Start(ctx context.Context) error {
 	if b.sessions, err = kv(BucketSessions, "Relay: persistent sessions", 0); err != nil {
 		return err
 	}
+	if b.cursors, err = kv(BucketCursors, "Relay: last message sent to each persistent session before it disconnected", 0); err != nil {
+		return err
+	}
 	if b.qos2, err = kv(BucketQoS2, "Relay: received, unreleased QoS 2 packet IDs", 0); err != nil {
 		return err
 	}
@@ -231,6 +249,9 @@ func (b *Bus) Start(ctx context.Context) error {
 		return fmt.Errorf("natsbus: ack subscription: %w", err)
 	}
 	b.ackSub.SetPendingLimits(-1, -1)
+	if err := b.watchSessions(ctx); err != nil {
+		return err
+	}
 	if err := b.startCluster(ctx); err != nil {
 		return err
 	}
@@ -368,4 +389,79 @@ func unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", broker.ErrBackboneUnavailable, err)
+}
+
+// QueueOverflows reports how many times a persistent session came back to a
+// queue that had reached its cap (and so lost its oldest messages).
+func (b *Bus) QueueOverflows() uint64 { return b.overflows.Load() }
+
+// watchSessions loads every stored session into the index and keeps it
+// current until Close.
+func (b *Bus) watchSessions(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(context.Background())
+	w, err := b.sessions.WatchAll(wctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("natsbus: watching sessions: %w", err)
+	}
+	apply := func(e jetstream.KeyValueEntry) {
+		tenant, enc, ok := strings.Cut(e.Key(), ".")
+		if !ok {
+			return
+		}
+		id, err := base64.RawURLEncoding.DecodeString(enc)
+		if err != nil {
+			return
+		}
+		sid := sessionID(tenant, string(id))
+		if e.Operation() != jetstream.KeyValuePut {
+			b.index.remove(tenant, sid)
+			return
+		}
+		var s broker.SessionState
+		if err := json.Unmarshal(e.Value(), &s); err != nil {
+			b.log.Warn("unreadable session record", "key", e.Key(), "err", err)
+			return
+		}
+		b.index.set(tenant, sid, s.Subscriptions)
+	}
+	// Initial values, then nil.
+	for loaded := false; !loaded; {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				cancel()
+				return errors.New("natsbus: session watch closed")
+			}
+			if e == nil {
+				loaded = true
+				break
+			}
+			apply(e)
+		case <-ctx.Done():
+			w.Stop()
+			cancel()
+			return fmt.Errorf("natsbus: loading sessions: %w", ctx.Err())
+		}
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer cancel()
+		defer w.Stop()
+		for {
+			select {
+			case <-b.quit:
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					apply(e)
+				}
+			}
+		}
+	}()
+	return nil
 }

@@ -19,6 +19,8 @@ import (
 //	uvarint    length of publisher client ID, then its bytes
 //	[8 bytes]  expiry, Unix nanoseconds, big endian (flag bit 3)
 //	[uvarint   length of the properties block, then the block (flag bit 4)]
+//	[uvarint   length of the topic, then the topic (flag bit 5: session
+//	           queue messages, whose subject names the session)]
 //	rest       payload
 //
 // A binary envelope instead of NATS headers keeps the per-message path free
@@ -30,13 +32,18 @@ const (
 	flagRetain = 1 << 2
 	flagExpiry = 1 << 3
 	flagProps  = 1 << 4
+	flagTopic  = 1 << 5
 )
 
 var errBadEnvelope = errors.New("natsbus: malformed envelope")
 
-// appendEnvelope appends m's envelope (without topic) to dst.
-func appendEnvelope(dst []byte, m *broker.Message) []byte {
+// appendEnvelope appends m's envelope to dst; withTopic includes the topic
+// (for subjects that do not carry it).
+func appendEnvelope(dst []byte, m *broker.Message, withTopic bool) []byte {
 	flags := m.QoS & 3
+	if withTopic {
+		flags |= flagTopic
+	}
 	if m.Retain {
 		flags |= flagRetain
 	}
@@ -59,6 +66,10 @@ func appendEnvelope(dst []byte, m *broker.Message) []byte {
 		block := appendProps(tmp[:0], m.Props)
 		dst = binary.AppendUvarint(dst, uint64(len(block)))
 		dst = append(dst, block...)
+	}
+	if withTopic {
+		dst = binary.AppendUvarint(dst, uint64(len(m.Topic)))
+		dst = append(dst, m.Topic...)
 	}
 	return append(dst, m.Payload...)
 }
@@ -98,6 +109,12 @@ func decodeEnvelope(m *broker.Message, data []byte) error {
 			return err
 		}
 		m.Props = p
+	}
+	if flags&flagTopic != 0 {
+		if s, b, ok = readBytes(b); !ok {
+			return errBadEnvelope
+		}
+		m.Topic = s
 	}
 	m.Payload = b
 	return nil
@@ -196,9 +213,9 @@ func decodeProps(b []byte) (*packet.Properties, error) {
 // no wildcard an MQTT client can express ever crosses tenants.
 //
 //	rly.msg.<tenant>.<c>.<topic…>   live messages; c is "0" for QoS 0 and
-//	                                "1" for QoS 1 and 2 (also stored in
-//	                                RELAY_MSGS for persistent sessions)
+//	                                "1" for QoS 1 and 2
 //	rly.ret.<tenant>.<topic…>       retained messages (RELAY_RETAINED)
+//	rly.q.<tenant>.<session>        a persistent session's queue (RELAY_QUEUE)
 //	rly.ctl.kick.<tenant>           client-ID takeover broadcast
 //	rly.ctl.node.<node>.kick        takeover request to one node
 //
@@ -206,8 +223,9 @@ func decodeProps(b []byte) (*packet.Properties, error) {
 // level, with '.', '*', '>', '%', whitespace escaped and "%" for an empty
 // level.
 const (
-	prefixMsg = "rly.msg."
-	prefixRet = "rly.ret."
+	prefixMsg   = "rly.msg."
+	prefixRet   = "rly.ret."
+	prefixQueue = "rly.q."
 )
 
 // msgSubject appends the live subject of topic t to dst.

@@ -32,16 +32,12 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		return fmt.Errorf("%w: payload of %d bytes", broker.ErrTooLarge, len(m.Payload))
 	}
 	stored := m.QoS > 0
-	n := 1
-	if m.Retain {
-		n = 2
-	}
 	if !stored && !m.Retain {
 		// QoS 0: core NATS only, no allocation beyond nats.go's own.
 		bp := b.getBuf()
 		buf := msgSubject(*bp, m.Tenant, false, m.Topic)
 		sl := len(buf)
-		buf = appendEnvelope(buf, m)
+		buf = appendEnvelope(buf, m, false)
 		err := b.nc.Publish(string(buf[:sl]), buf[sl:])
 		*bp = buf
 		b.putBuf(bp)
@@ -54,28 +50,39 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		return nil
 	}
 
-	// Stored and/or retained: JetStream confirms each part.
+	// Which persistent sessions queue it?
+	var targets []indexEntry
+	if stored {
+		targets = b.index.match(nil, m.Tenant, m.Topic)
+	}
+	parts := len(targets)
+	if m.Retain {
+		parts++
+	}
 	if done == nil {
 		done = func(err error) {
 			if err != nil {
-				b.log.Warn("QoS 0 retained publish not stored", "err", err)
+				b.log.Warn("retained message not stored", "err", err)
 			}
 		}
 	}
-	if n == 2 {
-		done = joinDone(2, done)
+	if parts > 1 {
+		done = joinDone(int32(parts), done)
 	}
-	env := appendEnvelope(nil, m)
-	subj := string(msgSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, stored, m.Topic))
-	if stored {
-		if err := b.publishStored(&nats.Msg{Subject: subj, Data: env}, done); err != nil {
-			return err
-		}
-	} else if err := b.nc.Publish(subj, env); err != nil {
+
+	// Live: every edge's routes.
+	bp := b.getBuf()
+	defer b.putBuf(bp)
+	buf := msgSubject(*bp, m.Tenant, stored, m.Topic)
+	sl := len(buf)
+	buf = appendEnvelope(buf, m, false)
+	*bp = buf
+	if err := b.nc.Publish(string(buf[:sl]), buf[sl:]); err != nil {
 		return unavailable(err)
 	}
 	if m.Retain {
-		rm := &nats.Msg{Subject: string(retSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, m.Topic)), Data: env}
+		subj := string(retSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, m.Topic))
+		rm := &nats.Msg{Subject: subj, Data: buf[sl:]}
 		if len(m.Payload) == 0 {
 			// An empty retained message clears the topic [MQTT-3.3.1-10];
 			// the tombstone ages out by itself.
@@ -85,8 +92,24 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 			done(err)
 		}
 	}
-	if !stored {
-		done(nil) // the live part of a QoS 0 retained publish
+	if len(targets) == 0 {
+		if !m.Retain {
+			done(nil) // no persistent session wants it: delivered live only
+		}
+		return nil
+	}
+
+	// Durable: one copy in the queue of every matching persistent session,
+	// with the topic in the envelope and the QoS it is delivered with.
+	qb := b.getBuf()
+	defer b.putBuf(qb)
+	env := appendEnvelope(*qb, m, true)
+	*qb = env
+	for _, t := range targets {
+		env[1] = env[1]&^3 | min(m.QoS, t.qos)
+		if err := b.publishStored(&nats.Msg{Subject: queueSubject(m.Tenant, t.sid), Data: env}, done); err != nil {
+			done(err)
+		}
 	}
 	return nil
 }

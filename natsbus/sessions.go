@@ -13,28 +13,35 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaymq/relay/broker"
-	"github.com/relaymq/relay/broker/topic"
 )
 
 // Session records live in the RELAY_SESSIONS bucket under
-// "<tenant>.<base64url(client ID)>". A persistent session's queue is ONE
-// durable consumer on RELAY_MSGS (not one per subscription), whose filter
-// subjects are the session's QoS ≥ 1 subscriptions; its name is derived
-// from the session key.
+// "<tenant>.<base64url(client ID)>". A persistent session's queue is its own
+// subject "rly.q.<tenant>.<session id>" in the RELAY_QUEUE stream: the
+// publishing edge writes a copy of each QoS ≥ 1 message there for every
+// matching session (see sessionIndex), and the edge holding the session
+// reads it with a short-lived in-memory consumer. Acknowledged messages are
+// purged from the subject, so what is left is exactly what the session has
+// not acknowledged: a new connection, on any edge, simply reads the subject
+// from its start. No consumer exists for an offline session.
 
 // sessionKey returns the bucket key of a session.
 func sessionKey(tenant, clientID string) string {
 	return tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(clientID))
 }
 
-// consumerName returns the durable consumer name of a session's queue.
-func consumerName(tenant, clientID string) string {
+// sessionID returns the token that names a session's queue subject.
+func sessionID(tenant, clientID string) string {
 	sum := sha256.Sum256([]byte(tenant + "\x00" + clientID))
-	return "s_" + hex.EncodeToString(sum[:16])
+	return hex.EncodeToString(sum[:16])
 }
+
+// queueSubject returns a session's queue subject.
+func queueSubject(tenant, sid string) string { return prefixQueue + tenant + "." + sid }
 
 // LoadSession implements broker.SessionStore. A disconnected session whose
 // expiry has passed counts as not found.
@@ -84,13 +91,18 @@ func (b *Bus) SaveSession(ctx context.Context, s *broker.SessionState, rev uint6
 	case err != nil:
 		return 0, unavailable(err)
 	}
+	b.index.set(s.Tenant, sessionID(s.Tenant, s.ClientID), s.Subscriptions)
 	return nrev, nil
 }
 
 // DeleteSession implements broker.SessionStore.
 func (b *Bus) DeleteSession(ctx context.Context, tenant, clientID string) error {
-	err := b.js.DeleteConsumer(ctx, StreamMessages, consumerName(tenant, clientID))
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	sid := sessionID(tenant, clientID)
+	b.index.remove(tenant, sid)
+	if err := b.queue.Purge(ctx, jetstream.WithPurgeSubject(queueSubject(tenant, sid))); err != nil {
+		return unavailable(err)
+	}
+	if err := b.cursors.Purge(ctx, sessionKey(tenant, clientID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return unavailable(err)
 	}
 	if err := b.clearQoS2(ctx, tenant, clientID); err != nil {
@@ -174,219 +186,103 @@ func (b *Bus) clearQoS2(ctx context.Context, tenant, clientID string) error {
 // ---------------------------------------------------------------------------
 // Session queues.
 
-// OpenQueue implements broker.SessionStore.
+// OpenQueue implements broker.SessionStore: it starts reading the session's
+// queue subject from its first remaining (unacknowledged) message.
 func (b *Bus) OpenQueue(ctx context.Context, s *broker.SessionState) (broker.Queue, error) {
+	sid := sessionID(s.Tenant, s.ClientID)
 	q := &queue{
-		b: b, tenant: s.Tenant, name: consumerName(s.Tenant, s.ClientID), expiry: s.Expiry,
-		changed: make(chan struct{}, 1), closed: make(chan struct{}),
+		b: b, key: sessionKey(s.Tenant, s.ClientID), tenant: s.Tenant, subject: queueSubject(s.Tenant, sid),
+		name:   "q_" + sid + "_" + nats.NewInbox()[len(nats.InboxPrefix):len(nats.InboxPrefix)+8],
+		acked:  make(map[uint64]struct{}),
+		closed: make(chan struct{}),
 	}
-	var subs []broker.Subscription
-	for _, sub := range s.Subscriptions {
-		if sub.QoS > 0 {
-			if f, err := topic.ParseFilter(sub.Filter); err == nil && f.Kind == topic.Normal {
-				subs = append(subs, sub)
-			}
-		}
+	// Messages an earlier connection had sent but not seen acknowledged
+	// go out again with DUP set [MQTT-3.3.1-1].
+	if e, err := b.cursors.Get(ctx, q.key); err == nil {
+		q.dupUpTo, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, unavailable(err)
 	}
-	if len(subs) == 0 {
-		// Update would delete a consumer that cannot exist: a session
-		// without QoS ≥ 1 subscriptions never keeps one.
-		return q, nil
-	}
-	if err := q.Update(ctx, subs); err != nil {
+	if err := q.open(ctx); err != nil {
 		return nil, err
+	}
+	if info := q.cons.CachedInfo(); info != nil && b.opts.SessionQueueMax > 0 && info.NumPending >= uint64(b.opts.SessionQueueMax) {
+		b.overflows.Add(1)
+		b.log.Warn("session queue reached its cap while offline; the oldest messages were dropped",
+			"tenant", s.Tenant, "client", s.ClientID, "cap", b.opts.SessionQueueMax)
 	}
 	return q, nil
 }
 
-// queue is a session's durable queue: one pull consumer, or none while the
-// session has no QoS ≥ 1 subscription.
+// queue is the open queue of a connected persistent session.
 type queue struct {
-	b      *Bus
-	tenant string
-	name   string
-	expiry time.Duration
+	b       *Bus
+	key     string // session key
+	tenant  string
+	subject string
+	name    string // consumer name
 
-	mu      sync.Mutex
-	cons    jetstream.Consumer // nil: no consumer
-	filters []string
-	iter    jetstream.MessagesContext
-	changed chan struct{} // cap 1: cons changed
-	// resentUpTo is the last stream sequence delivered before a Reset.
-	resentUpTo uint64
-	closed     chan struct{}
-	once       sync.Once
+	mu        sync.Mutex
+	cons      jetstream.Consumer
+	iter      jetstream.MessagesContext
+	delivered []uint64            // sequences handed out and not yet below floor, ascending
+	acked     map[uint64]struct{} // acknowledged sequences above floor
+	floor     uint64              // every delivered sequence ≤ floor is acknowledged
+	purged    uint64              // floor as last purged from the subject
+	maxSeen   uint64              // highest sequence handed out
+	dupUpTo   uint64              // sequences ≤ this were sent by an earlier connection
+	flushing  bool                // a purge is scheduled
+	closed    chan struct{}
+	once      sync.Once
 }
 
-// Update implements broker.Queue.
-func (q *queue) Update(ctx context.Context, subs []broker.Subscription) error {
-	filters := consumerFilters(q.tenant, subs)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(filters) == 0 {
-		if q.iter != nil {
-			q.iter.Stop()
-			q.iter = nil
-		}
-		q.cons = nil
-		q.filters = nil
-		err := q.b.js.DeleteConsumer(ctx, StreamMessages, q.name)
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return unavailable(err)
-		}
-		return nil
-	}
-	if q.cons != nil && equalStrings(filters, q.filters) {
-		return nil
-	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:           q.name,
-		Description:       "Relay session queue",
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
+// open creates the queue's consumer: in memory, since the subject itself
+// is the durable state, and removed by JetStream if this edge dies.
+func (q *queue) open(ctx context.Context) error {
+	cons, err := q.b.queue.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Name:              q.name,
+		FilterSubject:     q.subject,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           q.b.opts.AckWait,
 		MaxDeliver:        -1,
 		MaxAckPending:     65535,
-		FilterSubjects:    filters,
-		InactiveThreshold: q.expiry,
-	}
-	if len(filters) == 1 {
-		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
-	}
-	cons, err := q.b.js.CreateOrUpdateConsumer(ctx, StreamMessages, cfg)
+		MemoryStorage:     true,
+		InactiveThreshold: max(time.Minute, 2*q.b.opts.AckWait),
+	})
 	if err != nil {
-		return unavailable(fmt.Errorf("session consumer %s: %w", q.name, err))
+		return unavailable(fmt.Errorf("session queue consumer: %w", err))
 	}
-	first := q.cons == nil
-	q.cons, q.filters = cons, filters
-	if first {
-		select {
-		case q.changed <- struct{}{}:
-		default:
-		}
-	}
+	q.mu.Lock()
+	q.cons = cons
+	q.mu.Unlock()
 	return nil
-}
-
-// consumerFilters returns non-overlapping consumer filter subjects that
-// receive every stored message matching subs. JetStream rejects
-// overlapping filters (error 10138), so filters covered by another are
-// dropped; if partial overlaps remain, the whole tenant is used and the
-// broker filters (it checks every queued message against its subscriptions).
-func consumerFilters(tenant string, subs []broker.Subscription) []string {
-	var all []string
-	for _, s := range subs {
-		f, err := topic.ParseFilter(s.Filter)
-		if err != nil || f.Kind != topic.Normal {
-			continue
-		}
-		for _, t := range topic.FilterSubjects(f.Topic) {
-			all = append(all, prefixMsg+tenant+".1."+t)
-		}
-	}
-	var out []string
-	for i, a := range all {
-		covered := false
-		for j, o := range all {
-			if i != j && subjectSubset(a, o) && (!subjectSubset(o, a) || j < i) {
-				covered = true
-				break
-			}
-		}
-		if !covered {
-			out = append(out, a)
-		}
-	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if subjectsCollide(out[i], out[j]) {
-				return []string{prefixMsg + tenant + ".1.>"}
-			}
-		}
-	}
-	return out
-}
-
-// subjectSubset reports whether every subject matched by a is matched by b.
-func subjectSubset(a, b string) bool {
-	at, bt := strings.Split(a, "."), strings.Split(b, ".")
-	for i, x := range bt {
-		if x == ">" {
-			return len(at) > i
-		}
-		if i >= len(at) {
-			return false
-		}
-		switch {
-		case at[i] == ">":
-			return false
-		case x == "*":
-		case at[i] == "*" || at[i] != x:
-			return false
-		}
-	}
-	return len(at) == len(bt)
-}
-
-// subjectsCollide reports whether some subject matches both a and b.
-func subjectsCollide(a, b string) bool {
-	at, bt := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; ; i++ {
-		ae, be := i >= len(at), i >= len(bt)
-		switch {
-		case ae && be:
-			return true
-		case ae:
-			return false
-		case be:
-			return false
-		}
-		if at[i] == ">" || bt[i] == ">" {
-			return true
-		}
-		if at[i] != "*" && bt[i] != "*" && at[i] != bt[i] {
-			return false
-		}
-	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Next implements broker.Queue.
 func (q *queue) Next(ctx context.Context) (broker.Delivery, error) {
 	for {
+		select {
+		case <-q.closed:
+			return nil, broker.ErrQueueClosed
+		default:
+		}
 		q.mu.Lock()
-		it, cons := q.iter, q.cons
-		if it == nil && cons != nil {
+		it := q.iter
+		if it == nil {
 			var err error
-			it, err = cons.Messages(jetstream.PullMaxMessages(64))
+			it, err = q.cons.Messages(jetstream.PullMaxMessages(64))
 			if err != nil {
 				q.mu.Unlock()
-				return nil, unavailable(err)
+				// The consumer is gone (NATS restarted): make a new one.
+				if oerr := q.open(ctx); oerr != nil {
+					return nil, oerr
+				}
+				continue
 			}
 			q.iter = it
 		}
 		q.mu.Unlock()
-		if it == nil {
-			select {
-			case <-q.changed:
-				continue
-			case <-q.closed:
-				return nil, broker.ErrQueueClosed
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
 		stop := context.AfterFunc(ctx, it.Stop)
 		msg, err := it.Next()
 		stop()
@@ -401,11 +297,16 @@ func (q *queue) Next(ctx context.Context) (broker.Delivery, error) {
 			}
 			q.mu.Lock()
 			if q.iter == it {
+				q.iter.Stop()
 				q.iter = nil
 			}
 			q.mu.Unlock()
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				continue // filters changed or consumer removed
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+				errors.Is(err, jetstream.ErrNoHeartbeat) {
+				if oerr := q.open(ctx); oerr != nil {
+					return nil, oerr
+				}
+				continue
 			}
 			return nil, unavailable(err)
 		}
@@ -424,18 +325,82 @@ func (q *queue) delivery(msg jetstream.Msg) (*delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	tn, tail, ok := splitMsgSubject(msg.Subject())
-	if !ok || tn != q.tenant {
-		return nil, fmt.Errorf("subject %q outside tenant %q", msg.Subject(), q.tenant)
-	}
-	m, err := decodeMessage(tn, tail, msg.Data())
-	if err != nil {
+	m := &broker.Message{Tenant: q.tenant}
+	if err := decodeEnvelope(m, msg.Data()); err != nil {
 		return nil, err
 	}
+	if len(m.Topic) == 0 {
+		return nil, errBadEnvelope
+	}
+	seq := meta.Sequence.Stream
 	q.mu.Lock()
-	resent := meta.Sequence.Stream <= q.resentUpTo
+	if seq > q.maxSeen {
+		q.maxSeen = seq
+		q.delivered = append(q.delivered, seq)
+	}
+	dup := seq <= q.dupUpTo
 	q.mu.Unlock()
-	return &delivery{msg: msg, m: m, seq: meta.Sequence.Stream, redelivered: meta.NumDelivered > 1 || resent}, nil
+	return &delivery{q: q, msg: msg, m: m, seq: seq, redelivered: meta.NumDelivered > 1 || dup}, nil
+}
+
+// acked records that seq was acknowledged and schedules a purge of the
+// acknowledged prefix of the subject.
+func (q *queue) ack(seq uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if seq <= q.floor {
+		return
+	}
+	q.acked[seq] = struct{}{}
+	n := 0
+	for ; n < len(q.delivered); n++ {
+		s := q.delivered[n]
+		if _, ok := q.acked[s]; !ok {
+			break
+		}
+		delete(q.acked, s)
+		q.floor = s
+	}
+	if n > 0 {
+		rest := copy(q.delivered, q.delivered[n:])
+		q.delivered = q.delivered[:rest]
+	}
+	if q.floor > q.purged && !q.flushing {
+		q.flushing = true
+		time.AfterFunc(purgeDelay, q.flushPurge)
+	}
+}
+
+// purgeDelay batches purges of acknowledged messages: a crash of the edge
+// redelivers at most the messages acknowledged in this window.
+const purgeDelay = 200 * time.Millisecond
+
+func (q *queue) flushPurge() {
+	ctx, cancel := context.WithTimeout(context.Background(), q.b.opts.AckTimeout)
+	defer cancel()
+	q.purge(ctx)
+}
+
+// purge removes the acknowledged prefix of the subject.
+func (q *queue) purge(ctx context.Context) {
+	q.mu.Lock()
+	floor := q.floor
+	q.flushing = false
+	if floor <= q.purged {
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	err := q.b.queue.Purge(ctx, jetstream.WithPurgeSubject(q.subject), jetstream.WithPurgeSequence(floor+1))
+	if err != nil {
+		q.b.log.Warn("purging acknowledged queue messages", "subject", q.subject, "err", err)
+		return
+	}
+	q.mu.Lock()
+	if floor > q.purged {
+		q.purged = floor
+	}
+	q.mu.Unlock()
 }
 
 // Pending implements broker.Queue.
@@ -443,9 +408,6 @@ func (q *queue) Pending(ctx context.Context) (uint64, error) {
 	q.mu.Lock()
 	cons := q.cons
 	q.mu.Unlock()
-	if cons == nil {
-		return 0, nil
-	}
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return 0, unavailable(err)
@@ -453,31 +415,9 @@ func (q *queue) Pending(ctx context.Context) (uint64, error) {
 	return info.NumPending + uint64(info.NumAckPending), nil
 }
 
-// Reset makes every unacknowledged message deliverable at once (used when
-// the session's previous connection died with its edge).
-func (q *queue) Reset(ctx context.Context) error {
-	q.mu.Lock()
-	has := q.cons != nil
-	q.mu.Unlock()
-	if !has || q.cons == nil {
-		return nil
-	}
-	info, err := q.cons.Info(ctx)
-	if err != nil {
-		return unavailable(err)
-	}
-	if _, err := q.b.js.ResetConsumer(ctx, StreamMessages, q.name); err != nil {
-		return unavailable(err)
-	}
-	// The reset clears delivery counts; remember what was sent before so
-	// that those messages still go out with DUP set [MQTT-3.3.1-1].
-	q.mu.Lock()
-	q.resentUpTo = info.Delivered.Stream
-	q.mu.Unlock()
-	return nil
-}
-
-// Close implements broker.Queue.
+// Close implements broker.Queue: it purges what was acknowledged, notes
+// what was sent but not acknowledged (to be resent with DUP), and removes
+// the consumer. The messages stay in the subject.
 func (q *queue) Close() error {
 	q.once.Do(func() {
 		close(q.closed)
@@ -486,12 +426,24 @@ func (q *queue) Close() error {
 			q.iter.Stop()
 			q.iter = nil
 		}
+		inflight := q.maxSeen > q.floor
+		maxSeen := q.maxSeen
 		q.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), q.b.opts.AckTimeout)
+		defer cancel()
+		q.purge(ctx)
+		if inflight && maxSeen > q.dupUpTo {
+			q.b.cursors.Put(ctx, q.key, strconv.AppendUint(nil, maxSeen, 10))
+		}
+		if err := q.b.queue.DeleteConsumer(ctx, q.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			q.b.log.Debug("deleting session queue consumer", "err", err)
+		}
 	})
 	return nil
 }
 
 type delivery struct {
+	q           *queue
 	msg         jetstream.Msg
 	m           *broker.Message
 	seq         uint64
@@ -501,5 +453,10 @@ type delivery struct {
 func (d *delivery) Message() *broker.Message { return d.m }
 func (d *delivery) Seq() uint64              { return d.seq }
 func (d *delivery) Redelivered() bool        { return d.redelivered }
-func (d *delivery) Ack() error               { return d.msg.Ack() }
 func (d *delivery) Nak() error               { return d.msg.Nak() }
+
+// Ack acknowledges the message to the consumer and marks it for purging.
+func (d *delivery) Ack() error {
+	d.q.ack(d.seq)
+	return d.msg.Ack()
+}

@@ -105,7 +105,9 @@ func (e *Edge) Start(ctx context.Context) error {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			e.log.Warn("backbone connection lost; reconnecting", "err", err)
+			if err != nil { // nil: we closed it
+				e.log.Warn("backbone connection lost; reconnecting", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			e.log.Info("backbone reconnected", "url", nc.ConnectedUrlRedacted())

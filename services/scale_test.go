@@ -76,15 +76,30 @@ func TestPersistentSessionsScale(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	info, err := js.Stream(context.Background(), natsbus.StreamMessages)
+	queue, err := js.Stream(context.Background(), natsbus.StreamQueue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	si, _ := info.Info(context.Background())
-	t.Logf("JetStream consumers on %s: %d", natsbus.StreamMessages, si.State.Consumers)
-	if si.State.Consumers != n {
-		t.Fatalf("want one consumer per session (%d), have %d", n, si.State.Consumers)
+	streamState := func() jetstream.StreamState {
+		t.Helper()
+		si, err := queue.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return si.State
 	}
+	waitState := func(what string, ok func(jetstream.StreamState) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for st := streamState(); !ok(st); st = streamState() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: queue stream has %d messages on %d subjects, %d consumers", what, st.Msgs, st.NumSubjects, st.Consumers)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Offline sessions hold no JetStream consumer.
+	waitState("offline sessions hold consumers", func(st jetstream.StreamState) bool { return st.Consumers == 0 })
 
 	// Phase 2: while all are offline, one broadcast and one message each.
 	start = time.Now()
@@ -107,7 +122,10 @@ func TestPersistentSessionsScale(t *testing.T) {
 		return c.disconnect()
 	})
 	pub.Close()
-	t.Logf("queued %d messages for offline sessions in %v", n+1, time.Since(start).Round(time.Millisecond))
+	t.Logf("queued %d messages (%d session-queue copies) for offline sessions in %v", n+1, 2*n, time.Since(start).Round(time.Millisecond))
+	if st := streamState(); st.Msgs != uint64(2*n) || st.NumSubjects != uint64(n) {
+		t.Fatalf("queue stream holds %d messages on %d subjects, want %d on %d", st.Msgs, st.NumSubjects, 2*n, n)
+	}
 
 	// Phase 3: every session comes back and finds both messages.
 	start = time.Now()
@@ -143,6 +161,11 @@ func TestPersistentSessionsScale(t *testing.T) {
 	if got.Load() != int64(2*n) {
 		t.Fatalf("received %d messages, want %d", got.Load(), 2*n)
 	}
+	// Acknowledged messages are purged from the queues.
+	waitState("after every session acknowledged", func(st jetstream.StreamState) bool { return st.Msgs == 0 && st.Consumers == 0 })
+	start = time.Now()
+	srv.Close()
+	t.Logf("server shut down in %v", time.Since(start).Round(time.Millisecond))
 }
 
 // parallel runs fn(0..n-1) on workers goroutines and fails t on the first
