@@ -7,11 +7,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"strings"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,10 +165,10 @@ func New(opts Options) (*Bus, error) {
 	}
 	b := &Bus{
 		opts: opts, nc: opts.Conn, js: js,
-		log:  opts.Logger.With("component", "natsbus"),
+		log:   opts.Logger.With("component", "natsbus"),
 		acks:  make(map[uint64]pendingPub),
 		index: newSessionIndex(),
-		quit: make(chan struct{}),
+		quit:  make(chan struct{}),
 	}
 	b.bufPool.New = func() any { s := make([]byte, 0, 1024); return &s }
 	return b, nil
