@@ -15,17 +15,18 @@ import (
 // says why it ended (nil after DISCONNECT).
 func (c *client) readLoop() error {
 	var deadline time.Time
+	if c.keepAlive == 0 {
+		c.nc.SetReadDeadline(time.Time{}) // lift the CONNECT timeout
+	}
 	for {
 		if c.keepAlive > 0 {
 			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes.
-			now := time.Now()
-			if next := now.Add(c.keepAlive * 3 / 2); next.Sub(deadline) > c.keepAlive/8 {
+			// The deadline moves only when it has aged by 1/8 of the
+			// keep-alive, to keep timer updates off the per-packet path.
+			if next := time.Now().Add(c.keepAlive * 3 / 2); next.Sub(deadline) > c.keepAlive/8 {
 				deadline = next
 				c.nc.SetReadDeadline(deadline)
 			}
-		} else if !deadline.IsZero() || c.b.opts.ConnectTimeout > 0 {
-			deadline = time.Time{}
-			c.nc.SetReadDeadline(deadline)
 		}
 		fh, body, err := c.rd.ReadPacket()
 		if err != nil {
@@ -34,24 +35,22 @@ func (c *client) readLoop() error {
 				return nil
 			default:
 			}
-			if errors.Is(err, errTimeout) || isTimeout(err) {
+			if isTimeout(err) {
 				return errKeepAlive
 			}
 			return err
 		}
 		if err := c.handle(fh, body); err != nil {
+			if errors.Is(err, errDisconnect) {
+				return nil
+			}
 			return err
-		}
-		c.mu.Lock()
-		normal := c.normal
-		c.mu.Unlock()
-		if normal {
-			return nil
 		}
 	}
 }
 
-var errTimeout = errors.New("timeout")
+// errDisconnect ends the read loop after a normal DISCONNECT.
+var errDisconnect = errors.New("client sent DISCONNECT")
 
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
@@ -100,7 +99,7 @@ func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 		if d.ReasonCode == packet.DisconnectWithWill {
 			return errors.New("client disconnected with will")
 		}
-		return nil
+		return errDisconnect
 	case packet.CONNECT:
 		return errSecondConnect // [MQTT-3.1.0-2]
 	case packet.AUTH:
