@@ -31,7 +31,7 @@ type Options struct {
 	MaxInflight int
 	// MaxQueued is how many messages may wait in a connected client's
 	// outbound queue; beyond it, new live messages for that client are
-	// dropped (counted and logged). Default 1000.
+	// dropped (counted and logged). Default 10000.
 	MaxQueued int
 	// MaxConnections caps the connections this edge accepts; 0 means
 	// unlimited. Beyond it, CONNECT gets "server unavailable".
@@ -70,7 +70,7 @@ func (o *Options) setDefaults() {
 		o.MaxInflight = 32
 	}
 	if o.MaxQueued == 0 {
-		o.MaxQueued = 1000
+		o.MaxQueued = 10000
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second

@@ -101,7 +101,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&c.limits.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, in bytes")
 	fs.IntVar(&c.limits.MaxInflight, "max-inflight", 32, "unacknowledged QoS 1/2 messages per client and direction")
-	fs.IntVar(&c.limits.MaxQueued, "max-queued", 1000, "messages queued for a connected client before new ones are dropped")
+	fs.IntVar(&c.limits.MaxQueued, "max-queued", 10000, "messages queued for a connected client before new ones are dropped")
 	fs.IntVar(&c.bus.SessionQueueMax, "max-session-queue", 1000, "messages queued for one persistent session (offline or behind); beyond it the oldest are dropped")
 	fs.IntVar(&c.limits.MaxConnections, "max-connections", 0, "connections this node accepts (0: unlimited)")
 	fs.DurationVar(&c.limits.SessionExpiry, "session-expiry", 24*time.Hour, "how long a persistent session outlives its connection")
