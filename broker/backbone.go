@@ -91,13 +91,34 @@ type SessionStore interface {
 	// queue is fed by the session's stored QoS ≥ 1 subscriptions (as of
 	// the last SaveSession); it starts with the oldest unacknowledged
 	// message.
-	OpenQueue(ctx context.Context, s *SessionState) (Queue, error)
-	// MarkQoS2 records that the client's QoS 2 PUBLISH with packet ID id
-	// was received (set) or released (clear).
-	MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, set bool) error
-	// QoS2 returns the packet IDs of the client's received, unreleased
-	// QoS 2 messages.
-	QoS2(ctx context.Context, tenant, clientID string) ([]uint16, error)
+	// unclean says the session's previous connection ended without
+	// releasing it (its edge died), so that messages it may have sent go
+	// out again with DUP set.
+	OpenQueue(ctx context.Context, s *SessionState, unclean bool) (Queue, error)
+	// MarkQoS2 adds (set) or removes packet ID id in the session's QoS 2
+	// state of the given kind.
+	MarkQoS2(ctx context.Context, tenant, clientID string, kind QoS2Kind, id uint16, set bool) error
+	// QoS2 returns the session's QoS 2 state.
+	QoS2(ctx context.Context, tenant, clientID string) (QoS2State, error)
+}
+
+// QoS2Kind names one half of a session's QoS 2 state.
+type QoS2Kind uint8
+
+const (
+	// QoS2Received: the client's QoS 2 PUBLISH was received and
+	// published, PUBREL not yet received [MQTT-4.3.3-2].
+	QoS2Received QoS2Kind = iota
+	// QoS2Released: PUBREC received for a QoS 2 message sent to the
+	// client, PUBREL sent, PUBCOMP not yet received [MQTT-4.3.3-1].
+	QoS2Released
+)
+
+// QoS2State is what a persistent session must remember of its QoS 2 flows
+// across connections [MQTT-4.4.0-1].
+type QoS2State struct {
+	Received []uint16 `json:"in,omitempty"`
+	Released []uint16 `json:"rel,omitempty"`
 }
 
 // Queue is a session's durable queue of QoS ≥ 1 messages. Messages stay in
@@ -122,8 +143,12 @@ type Delivery interface {
 	Seq() uint64
 	// Redelivered reports whether the message was delivered before.
 	Redelivered() bool
-	// Ack removes the message from the queue.
+	// Ack removes the message from the queue (the backbone may batch the
+	// removal: after a crash, recently acknowledged messages can return).
 	Ack() error
+	// Settle removes the message from the queue at once (QoS 2: it must
+	// never be sent as PUBLISH again).
+	Settle(ctx context.Context) error
 	// Nak makes the message available again at once.
 	Nak() error
 }

@@ -248,6 +248,7 @@ type route struct {
 
 	mu   sync.RWMutex
 	subs []routeSub
+	next atomic.Uint32 // round-robin position of a shared route
 }
 
 type routeSub struct {
@@ -326,6 +327,16 @@ func (rt *route) deliver(m *Message) {
 		return // [MQTT-4.7.2-1]
 	}
 	rt.mu.RLock()
+	if rt.f.Kind == topic.Shared {
+		// The backbone picked this edge; pick one local member of the
+		// group [MQTT-4.8.2].
+		if n := len(rt.subs); n > 0 {
+			s := &rt.subs[int(rt.next.Add(1)%uint32(n))]
+			s.c.deliverLive(m, &s.sub)
+		}
+		rt.mu.RUnlock()
+		return
+	}
 	for i := range rt.subs {
 		s := &rt.subs[i]
 		s.c.deliverLive(m, &s.sub)

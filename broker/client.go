@@ -344,9 +344,13 @@ func (c *client) connect() error {
 }
 
 // refuse sends CONNACK with the reason (mapped to 3.1.1 return codes for
-// older clients) and returns err.
+// older clients) and returns err. A 3.1.1 client whose CONNECT breaks a
+// rule 3.1.1 has no return code for (a bad will topic) gets no CONNACK: the
+// connection just closes [MQTT-3.1.4-1].
 func (c *client) refuse(rc packet.ReasonCode, err error) error {
-	c.writeConnack(false, rc, nil)
+	if c.version == packet.V5 || (rc != packet.TopicNameInvalid && rc != packet.ProtocolError && rc != packet.MalformedPacket) {
+		c.writeConnack(false, rc, nil)
+	}
 	return err
 }
 

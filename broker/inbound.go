@@ -287,7 +287,7 @@ func (c *client) publishQoS2(m *Message, id uint16) error {
 	}
 	c.qos2in[id] = struct{}{}
 	if c.state != nil {
-		if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, id, true); err != nil {
+		if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, id, true); err != nil {
 			c.log.Warn("storing QoS 2 state; a resend after an edge crash may duplicate", "err", err)
 		}
 	}
@@ -317,10 +317,6 @@ func (c *client) handleAck(a *packet.Ack) error {
 	case packet.PUBREC:
 		c.mu.Lock()
 		f, ok := c.inflight[a.PacketID]
-		if ok && f.qos == 2 && a.ReasonCode < 0x80 {
-			f.rel = true
-			c.inflight[a.PacketID] = f
-		}
 		c.mu.Unlock()
 		if ok && a.ReasonCode >= 0x80 {
 			// MQTT 5: the receiver refused the message; the flow ends.
@@ -329,16 +325,27 @@ func (c *client) handleAck(a *packet.Ack) error {
 			}
 			return nil
 		}
+		if ok && f.qos == 2 && !f.rel {
+			c.pubrec(a.PacketID, f)
+		}
 		rc := packet.Success
 		if !ok {
 			rc = packet.PacketIdentifierNotFound
 		}
 		c.enqueueCtrl(outItem{typ: packet.PUBREL, id: a.PacketID, rc: rc})
 	case packet.PUBCOMP:
-		if f, ok := c.release(a.PacketID); ok && f.del != nil {
+		f, ok := c.release(a.PacketID)
+		if ok && f.del != nil {
 			if err := f.del.Ack(); err != nil {
 				c.log.Warn("acknowledging queue message", "err", err)
 			}
+		}
+		if ok && c.state != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+			if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, a.PacketID, false); err != nil {
+				c.log.Warn("clearing QoS 2 state", "err", err)
+			}
+			cancel()
 		}
 	case packet.PUBREL:
 		rc := packet.Success
@@ -346,7 +353,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 			delete(c.qos2in, a.PacketID)
 			if c.state != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
-				if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, a.PacketID, false); err != nil {
+				if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, a.PacketID, false); err != nil {
 					c.log.Warn("clearing QoS 2 state", "err", err)
 				}
 				cancel()
@@ -357,6 +364,33 @@ func (c *client) handleAck(a *packet.Ack) error {
 		c.enqueueCtrl(outItem{typ: packet.PUBCOMP, id: a.PacketID, rc: rc}) // [MQTT-4.3.3-2]
 	}
 	return nil
+}
+
+// pubrec moves an outbound QoS 2 flow to the PUBREL stage. For a queued
+// message of a persistent session the stage is stored first and the
+// message then leaves the queue, so that no edge ever sends its PUBLISH
+// again [MQTT-4.3.3-1]; after a reconnect the PUBREL is resent
+// [MQTT-4.4.0-1].
+func (c *client) pubrec(id uint16, f inflight) {
+	if f.del != nil && c.state != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+		err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, id, true)
+		if err == nil {
+			err = f.del.Settle(ctx)
+		}
+		cancel()
+		if err != nil {
+			c.log.Warn("storing QoS 2 PUBREL stage; a crash now can resend the PUBLISH", "err", err)
+		} else {
+			f.del = nil
+		}
+	}
+	f.rel = true
+	c.mu.Lock()
+	if _, ok := c.inflight[id]; ok {
+		c.inflight[id] = f
+	}
+	c.mu.Unlock()
 }
 
 // handleSubscribe grants what it can of a SUBSCRIBE, answers SUBACK and

@@ -72,6 +72,8 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	if !c.persist {
 		return false, nil
 	}
+	// Still marked connected after the takeover: its edge died holding it.
+	unclean := st != nil && st.Connected
 	present := st != nil
 	now := time.Now()
 	if st == nil {
@@ -86,7 +88,27 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	}
 	c.state, c.rev = st, rev
 
-	q, err := bb.OpenQueue(ctx, st)
+	// QoS 2 flows in progress [MQTT-4.4.0-1]: received IDs stay blocked
+	// for resends; released ones get their PUBREL again, first.
+	q2, err := bb.QoS2(ctx, c.tenant, c.id)
+	if err != nil {
+		return false, fmt.Errorf("loading QoS 2 state: %w", err)
+	}
+	for _, id := range q2.Received {
+		if c.qos2in == nil {
+			c.qos2in = make(map[uint16]struct{})
+		}
+		c.qos2in[id] = struct{}{}
+	}
+	for _, id := range q2.Released {
+		if c.inflight == nil {
+			c.inflight = make(map[uint16]inflight)
+		}
+		c.inflight[id] = inflight{qos: 2, rel: true}
+		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBREL, id: id})
+	}
+
+	q, err := bb.OpenQueue(ctx, st, unclean)
 	if err != nil {
 		return false, fmt.Errorf("opening session queue: %w", err)
 	}
@@ -107,16 +129,6 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 			c.closeSession()
 			return false, fmt.Errorf("restoring subscription %q: %w", s.Filter, err)
 		}
-	}
-	ids, err := bb.QoS2(ctx, c.tenant, c.id)
-	if err != nil {
-		c.log.Warn("loading QoS 2 state", "err", err)
-	}
-	for _, id := range ids {
-		if c.qos2in == nil {
-			c.qos2in = make(map[uint16]struct{})
-		}
-		c.qos2in[id] = struct{}{}
 	}
 	return present, nil
 }
@@ -232,12 +244,26 @@ func (c *client) queueLoop() {
 			continue
 		}
 		id := packetIDFor(d.Seq())
+		if qos == 2 && c.released(id) {
+			// PUBREC came before the edge could settle it: the flow is
+			// at PUBREL, the PUBLISH must not go out again [MQTT-4.3.3-1].
+			d.Settle(ctx)
+			continue
+		}
 		if !c.reserve(id, inflight{msg: m, qos: qos, del: d}) {
 			d.Nak()
 			return
 		}
 		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true})
 	}
+}
+
+// released reports whether packet ID id is at the PUBREL stage.
+func (c *client) released(id uint16) bool {
+	c.mu.Lock()
+	f, ok := c.inflight[id]
+	c.mu.Unlock()
+	return ok && f.rel
 }
 
 // queueQoS returns the QoS a queued message is delivered with: the highest

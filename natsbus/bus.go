@@ -138,6 +138,13 @@ type Bus struct {
 	// overflows counts sessions that found their queue at its cap.
 	overflows atomic.Uint64
 
+	queuesMu sync.Mutex
+	queues   map[*queue]struct{} // open session queues
+
+	// reapAfter holds the will reaper off until then (Unix nanoseconds):
+	// after an outage, other nodes' heartbeats need time to come back.
+	reapAfter atomic.Int64
+
 	quit chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -167,7 +174,8 @@ func New(opts Options) (*Bus, error) {
 		opts: opts, nc: opts.Conn, js: js,
 		log:   opts.Logger.With("component", "natsbus"),
 		acks:  make(map[uint64]pendingPub),
-		index: newSessionIndex(),
+		index:  newSessionIndex(),
+		queues: make(map[*queue]struct{}),
 		quit:  make(chan struct{}),
 	}
 	b.bufPool.New = func() any { s := make([]byte, 0, 1024); return &s }
@@ -236,7 +244,10 @@ func (b *Bus) Start(ctx context.Context) error {
 	if b.wills, err = kv(BucketWills, "Relay: wills of live connections, by node", 0); err != nil {
 		return err
 	}
-	if b.nodes, err = kv(BucketNodes, "Relay: live nodes (heartbeat)", b.opts.NodeTTL); err != nil {
+	// Liveness is judged per node from each heartbeat's timestamp and the
+	// node's own TTL; the bucket TTL only clears long-gone nodes' entries
+	// (it must be the same for every node, whatever its --node-ttl).
+	if b.nodes, err = kv(BucketNodes, "Relay: node heartbeats", time.Hour); err != nil {
 		return err
 	}
 	if b.members, err = kv(BucketMembers, "Relay: nodes that may hold wills", 0); err != nil {
@@ -255,6 +266,8 @@ func (b *Bus) Start(ctx context.Context) error {
 	if err := b.startCluster(ctx); err != nil {
 		return err
 	}
+	b.wg.Add(1)
+	go b.watchReconnects()
 	b.wg.Add(1)
 	go b.sweepAcks()
 	return nil
@@ -464,4 +477,49 @@ func (b *Bus) watchSessions(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+func (b *Bus) trackQueue(q *queue, open bool) {
+	b.queuesMu.Lock()
+	if open {
+		b.queues[q] = struct{}{}
+	} else {
+		delete(b.queues, q)
+	}
+	b.queuesMu.Unlock()
+}
+
+// holdReaper keeps the will reaper off for two node TTLs.
+func (b *Bus) holdReaper() {
+	b.reapAfter.Store(time.Now().Add(2 * b.opts.NodeTTL).UnixNano())
+}
+
+// watchReconnects reopens every session queue when the NATS connection
+// comes back, because their in-memory consumers may be gone with a
+// restarted server, and holds the will reaper off.
+func (b *Bus) watchReconnects() {
+	defer b.wg.Done()
+	ch := b.nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING)
+	defer b.nc.RemoveStatusListener(ch)
+	for {
+		select {
+		case <-b.quit:
+			return
+		case st := <-ch:
+			b.holdReaper()
+			if st != nats.CONNECTED {
+				continue
+			}
+			b.queuesMu.Lock()
+			qs := make([]*queue, 0, len(b.queues))
+			for q := range b.queues {
+				qs = append(qs, q)
+			}
+			b.queuesMu.Unlock()
+			b.log.Info("backbone reconnected; reopening session queues", "queues", len(qs))
+			for _, q := range qs {
+				q.reopen()
+			}
+		}
+	}
 }

@@ -17,9 +17,10 @@ import (
 
 // Cluster membership and wills.
 //
-// Every node puts its ID into RELAY_NODES (a bucket whose entries expire
-// after NodeTTL) every NodeTTL/3, and into RELAY_MEMBERS (no expiry) when it
-// starts. A member that is not alive has died: its wills, stored in
+// Every node puts its ID into RELAY_NODES every NodeTTL/3, with its own
+// NodeTTL as the value, and into RELAY_MEMBERS (no expiry). A node whose
+// heartbeat (by the server's timestamp) is older than its own TTL has died;
+// nodes may run with different TTLs. A member that is not alive: its wills, stored in
 // RELAY_WILLS under "<node>.<tenant>.<base64url(client ID)>", are published
 // by whichever surviving node claims each one first (a compare-and-set on
 // the will's revision), and then the member entry is removed.
@@ -42,11 +43,8 @@ func willKey(node, tenant, clientID string) string {
 }
 
 func (b *Bus) startCluster(ctx context.Context) error {
-	if _, err := b.nodes.Put(ctx, b.opts.NodeID, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+	if err := b.beat(ctx); err != nil {
 		return fmt.Errorf("natsbus: registering node: %w", err)
-	}
-	if _, err := b.members.Put(ctx, b.opts.NodeID, nil); err != nil {
-		return fmt.Errorf("natsbus: registering member: %w", err)
 	}
 	if err := b.startKicks(); err != nil {
 		return err
@@ -68,12 +66,40 @@ func (b *Bus) heartbeat() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.NodeTTL/3)
-		if _, err := b.nodes.Put(ctx, b.opts.NodeID, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		if err := b.beat(ctx); err != nil {
 			b.log.Warn("node heartbeat failed", "err", err)
+			b.holdReaper() // our view of the others is stale too
+		} else if time.Now().UnixNano() >= b.reapAfter.Load() {
+			b.reap(ctx)
 		}
-		b.reap(ctx)
 		cancel()
 	}
+}
+
+// beat records this node as alive (and as a member, in case a reaper that
+// wrongly thought it dead removed it).
+func (b *Bus) beat(ctx context.Context) error {
+	if _, err := b.nodes.Put(ctx, b.opts.NodeID, []byte(b.opts.NodeTTL.String())); err != nil {
+		return err
+	}
+	_, err := b.members.Put(ctx, b.opts.NodeID, nil)
+	return err
+}
+
+// alive reports whether node's last heartbeat is within its TTL.
+func (b *Bus) alive(ctx context.Context, node string) (bool, error) {
+	e, err := b.nodes.Get(ctx, node)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ttl, err := time.ParseDuration(string(e.Value()))
+	if err != nil || ttl <= 0 {
+		ttl = b.opts.NodeTTL
+	}
+	return time.Since(e.Created()) <= ttl, nil
 }
 
 // reap publishes the wills of dead members.
@@ -87,10 +113,10 @@ func (b *Bus) reap(ctx context.Context) {
 		if m == b.opts.NodeID {
 			continue
 		}
-		if _, err := b.nodes.Get(ctx, m); err == nil {
-			continue // alive
-		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if ok, err := b.alive(ctx, m); err != nil {
 			b.log.Warn("checking node", "node", m, "err", err)
+			continue
+		} else if ok {
 			continue
 		}
 		wills, err := b.wills.ListKeysFiltered(ctx, m+".>")

@@ -121,14 +121,17 @@ func (b *Bus) DeleteSession(ctx context.Context, tenant, clientID string) error 
 // loading it at connect is one direct get.
 
 // MarkQoS2 implements broker.SessionStore.
-func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, set bool) error {
-	key := sessionKey(tenant, clientID)
-	ids, err := b.QoS2(ctx, tenant, clientID)
+func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, kind broker.QoS2Kind, id uint16, set bool) error {
+	st, err := b.QoS2(ctx, tenant, clientID)
 	if err != nil {
 		return err
 	}
-	out := ids[:0]
-	for _, x := range ids {
+	ids := &st.Received
+	if kind == broker.QoS2Released {
+		ids = &st.Released
+	}
+	out := (*ids)[:0]
+	for _, x := range *ids {
 		if x != id {
 			out = append(out, x)
 		}
@@ -136,10 +139,13 @@ func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, 
 	if set {
 		out = append(out, id)
 	}
-	if len(out) == 0 {
+	*ids = out
+	key := sessionKey(tenant, clientID)
+	if len(st.Received) == 0 && len(st.Released) == 0 {
 		err = b.qos2.Purge(ctx, key)
 	} else {
-		_, err = b.qos2.Put(ctx, key, formatIDs(out))
+		data, _ := json.Marshal(&st)
+		_, err = b.qos2.Put(ctx, key, data)
 	}
 	if err != nil {
 		return unavailable(err)
@@ -148,32 +154,20 @@ func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, id uint16, 
 }
 
 // QoS2 implements broker.SessionStore.
-func (b *Bus) QoS2(ctx context.Context, tenant, clientID string) ([]uint16, error) {
+func (b *Bus) QoS2(ctx context.Context, tenant, clientID string) (broker.QoS2State, error) {
+	var st broker.QoS2State
 	e, err := b.qos2.Get(ctx, sessionKey(tenant, clientID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return st, nil
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return st, unavailable(err)
 	}
-	var ids []uint16
-	for _, f := range strings.Split(string(e.Value()), ",") {
-		if n, err := strconv.Atoi(f); err == nil && n > 0 && n <= 65535 {
-			ids = append(ids, uint16(n))
-		}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		b.log.Warn("unreadable QoS 2 state; ignored", "key", e.Key(), "err", err)
+		return broker.QoS2State{}, nil
 	}
-	return ids, nil
-}
-
-func formatIDs(ids []uint16) []byte {
-	var b []byte
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendUint(b, uint64(id), 10)
-	}
-	return b
+	return st, nil
 }
 
 func (b *Bus) clearQoS2(ctx context.Context, tenant, clientID string) error {
@@ -188,7 +182,7 @@ func (b *Bus) clearQoS2(ctx context.Context, tenant, clientID string) error {
 
 // OpenQueue implements broker.SessionStore: it starts reading the session's
 // queue subject from its first remaining (unacknowledged) message.
-func (b *Bus) OpenQueue(ctx context.Context, s *broker.SessionState) (broker.Queue, error) {
+func (b *Bus) OpenQueue(ctx context.Context, s *broker.SessionState, unclean bool) (broker.Queue, error) {
 	sid := sessionID(s.Tenant, s.ClientID)
 	q := &queue{
 		b: b, key: sessionKey(s.Tenant, s.ClientID), tenant: s.Tenant, subject: queueSubject(s.Tenant, sid),
@@ -203,9 +197,20 @@ func (b *Bus) OpenQueue(ctx context.Context, s *broker.SessionState) (broker.Que
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, unavailable(err)
 	}
+	if unclean {
+		// The previous connection's edge died: anything in the queue may
+		// have been sent already, and the edge could not say how far it
+		// got [MQTT-3.3.1-1].
+		si, err := b.queue.Info(ctx)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		q.dupUpTo = max(q.dupUpTo, si.State.LastSeq)
+	}
 	if err := q.open(ctx); err != nil {
 		return nil, err
 	}
+	b.trackQueue(q, true)
 	if info := q.cons.CachedInfo(); info != nil && b.opts.SessionQueueMax > 0 && info.NumPending >= uint64(b.opts.SessionQueueMax) {
 		b.overflows.Add(1)
 		b.log.Warn("session queue reached its cap while offline; the oldest messages were dropped",
@@ -403,6 +408,27 @@ func (q *queue) purge(ctx context.Context) {
 	q.mu.Unlock()
 }
 
+// reopen recreates the consumer (it lived in the memory of a NATS server
+// that may have restarted) and restarts the iterator, so that the session
+// goes on without waiting for missed heartbeats.
+func (q *queue) reopen() {
+	select {
+	case <-q.closed:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), q.b.opts.AckTimeout)
+	defer cancel()
+	if err := q.open(ctx); err != nil {
+		q.b.log.Warn("reopening session queue after reconnect", "subject", q.subject, "err", err)
+	}
+	q.mu.Lock()
+	if q.iter != nil {
+		q.iter.Stop() // Next starts a new one on the new consumer
+	}
+	q.mu.Unlock()
+}
+
 // Pending implements broker.Queue.
 func (q *queue) Pending(ctx context.Context) (uint64, error) {
 	q.mu.Lock()
@@ -438,6 +464,7 @@ func (q *queue) Close() error {
 		if err := q.b.queue.DeleteConsumer(ctx, q.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			q.b.log.Debug("deleting session queue consumer", "err", err)
 		}
+		q.b.trackQueue(q, false)
 	})
 	return nil
 }
@@ -459,4 +486,14 @@ func (d *delivery) Nak() error               { return d.msg.Nak() }
 func (d *delivery) Ack() error {
 	d.q.ack(d.seq)
 	return d.msg.Ack()
+}
+
+// Settle acknowledges the message and deletes it from the stream at once.
+func (d *delivery) Settle(ctx context.Context) error {
+	if err := d.q.b.queue.DeleteMsg(ctx, d.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return unavailable(err)
+	}
+	d.q.ack(d.seq)
+	d.msg.Ack()
+	return nil
 }
