@@ -130,6 +130,7 @@ func (c *client) serve() {
 
 	c.wg.Add(1)
 	go c.writeLoop()
+	c.signal() // PUBRELs of a resumed session wait in ctrl [MQTT-4.4.0-1]
 	if c.queue != nil {
 		c.wg.Add(1)
 		go c.queueLoop()

@@ -141,6 +141,14 @@ type Bus struct {
 	queuesMu sync.Mutex
 	queues   map[*queue]struct{} // open session queues
 
+	// appliedRev is the RELAY_SESSIONS revision the index has caught up
+	// with; appliedCh is closed (and replaced) whenever it moves.
+	appliedMu  sync.Mutex
+	appliedRev uint64
+	appliedCh  chan struct{}
+	// othersAlive is how many other nodes were alive at the last heartbeat.
+	othersAlive atomic.Int32
+
 	// reapAfter holds the will reaper off until then (Unix nanoseconds):
 	// after an outage, other nodes' heartbeats need time to come back.
 	reapAfter atomic.Int64
@@ -172,11 +180,12 @@ func New(opts Options) (*Bus, error) {
 	}
 	b := &Bus{
 		opts: opts, nc: opts.Conn, js: js,
-		log:   opts.Logger.With("component", "natsbus"),
-		acks:  make(map[uint64]pendingPub),
-		index:  newSessionIndex(),
-		queues: make(map[*queue]struct{}),
-		quit:  make(chan struct{}),
+		log:       opts.Logger.With("component", "natsbus"),
+		acks:      make(map[uint64]pendingPub),
+		index:     newSessionIndex(),
+		queues:    make(map[*queue]struct{}),
+		appliedCh: make(chan struct{}),
+		quit:      make(chan struct{}),
 	}
 	b.bufPool.New = func() any { s := make([]byte, 0, 1024); return &s }
 	return b, nil
@@ -184,7 +193,48 @@ func New(opts Options) (*Bus, error) {
 
 // Start creates or updates the streams and buckets, and starts the node's
 // heartbeat, takeover handling and will reaper.
+//
+// JetStream may not be ready yet (a cluster electing its leaders, several
+// edges starting at once): Start retries the setup until ctx ends.
 func (b *Bus) Start(ctx context.Context) error {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := b.setup(ctx)
+		if err == nil {
+			break
+		}
+		b.log.Warn("JetStream not ready; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsbus: %w (last error: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+	}
+	b.ackPrefix = "_RLY_ACK." + nats.NewInbox()[len(nats.InboxPrefix):] + "."
+	var err error
+	b.ackSub, err = b.nc.Subscribe(b.ackPrefix+"*", b.onAck)
+	if err != nil {
+		return fmt.Errorf("natsbus: ack subscription: %w", err)
+	}
+	b.ackSub.SetPendingLimits(-1, -1)
+	if err := b.watchSessions(ctx); err != nil {
+		return err
+	}
+	if err := b.startCluster(ctx); err != nil {
+		return err
+	}
+	b.wg.Add(1)
+	go b.watchReconnects()
+	b.wg.Add(1)
+	go b.sweepAcks()
+	return nil
+}
+
+// setup creates or updates the streams and buckets.
+func (b *Bus) setup(ctx context.Context) error {
+	// Each attempt gets its own deadline, so that a slow first answer is
+	// retried rather than waited for.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	storage := jetstream.FileStorage
 	if b.opts.Memory {
 		storage = jetstream.MemoryStorage
@@ -254,22 +304,6 @@ func (b *Bus) Start(ctx context.Context) error {
 		return err
 	}
 
-	b.ackPrefix = "_RLY_ACK." + nats.NewInbox()[len(nats.InboxPrefix):] + "."
-	b.ackSub, err = b.nc.Subscribe(b.ackPrefix+"*", b.onAck)
-	if err != nil {
-		return fmt.Errorf("natsbus: ack subscription: %w", err)
-	}
-	b.ackSub.SetPendingLimits(-1, -1)
-	if err := b.watchSessions(ctx); err != nil {
-		return err
-	}
-	if err := b.startCluster(ctx); err != nil {
-		return err
-	}
-	b.wg.Add(1)
-	go b.watchReconnects()
-	b.wg.Add(1)
-	go b.sweepAcks()
 	return nil
 }
 
@@ -418,6 +452,7 @@ func (b *Bus) watchSessions(ctx context.Context) error {
 		return fmt.Errorf("natsbus: watching sessions: %w", err)
 	}
 	apply := func(e jetstream.KeyValueEntry) {
+		defer b.applied(e.Revision())
 		tenant, enc, ok := strings.Cut(e.Key(), ".")
 		if !ok {
 			return
@@ -520,6 +555,95 @@ func (b *Bus) watchReconnects() {
 			for _, q := range qs {
 				q.reopen()
 			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Subscription barrier: a SUBSCRIBE of a persistent session must be in every
+// node's session index before SUBACK, or a message published on another edge
+// right after SUBACK would not be queued for it.
+
+const subjSync = "rly.ctl.sync"
+
+// applied records that the index has caught up with revision rev.
+func (b *Bus) applied(rev uint64) {
+	b.appliedMu.Lock()
+	if rev > b.appliedRev {
+		b.appliedRev = rev
+		close(b.appliedCh)
+		b.appliedCh = make(chan struct{})
+	}
+	b.appliedMu.Unlock()
+}
+
+// waitApplied waits until the index has caught up with rev or ctx ends.
+func (b *Bus) waitApplied(ctx context.Context, rev uint64) bool {
+	for {
+		b.appliedMu.Lock()
+		done, ch := b.appliedRev >= rev, b.appliedCh
+		b.appliedMu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// startSync answers other nodes' barriers.
+func (b *Bus) startSync() error {
+	sub, err := b.nc.Subscribe(subjSync, func(m *nats.Msg) {
+		rev, err := strconv.ParseUint(string(m.Data), 10, 64)
+		if err != nil || m.Reply == "" {
+			return
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+			defer cancel()
+			if b.waitApplied(ctx, rev) {
+				m.Respond(nil)
+			}
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: sync subscription: %w", err)
+	}
+	b.kickMu.Lock()
+	b.kickSubs = append(b.kickSubs, sub)
+	b.kickMu.Unlock()
+	return nil
+}
+
+// syncTimeout bounds a subscription barrier (a node that does not answer
+// is dead or cut off).
+const syncTimeout = 2 * time.Second
+
+// barrier waits until every other live node's session index has caught up
+// with revision rev.
+func (b *Bus) barrier(ctx context.Context, rev uint64) {
+	want := int(b.othersAlive.Load())
+	if want <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	inbox := b.nc.NewRespInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return
+	}
+	defer sub.Unsubscribe()
+	if err := b.nc.PublishRequest(subjSync, inbox, strconv.AppendUint(nil, rev, 10)); err != nil {
+		return
+	}
+	for got := 0; got < want; got++ {
+		if _, err := sub.NextMsgWithContext(ctx); err != nil {
+			b.log.Warn("not every node confirmed a new subscription in time", "confirmed", got, "nodes", want)
+			return
 		}
 	}
 }

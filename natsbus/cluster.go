@@ -49,6 +49,10 @@ func (b *Bus) startCluster(ctx context.Context) error {
 	if err := b.startKicks(); err != nil {
 		return err
 	}
+	if err := b.startSync(); err != nil {
+		return err
+	}
+	b.countAlive(ctx)
 	b.wg.Add(1)
 	go b.heartbeat()
 	return nil
@@ -69,8 +73,11 @@ func (b *Bus) heartbeat() {
 		if err := b.beat(ctx); err != nil {
 			b.log.Warn("node heartbeat failed", "err", err)
 			b.holdReaper() // our view of the others is stale too
-		} else if time.Now().UnixNano() >= b.reapAfter.Load() {
-			b.reap(ctx)
+		} else {
+			b.countAlive(ctx)
+			if time.Now().UnixNano() >= b.reapAfter.Load() {
+				b.reap(ctx)
+			}
 		}
 		cancel()
 	}
@@ -100,6 +107,24 @@ func (b *Bus) alive(ctx context.Context, node string) (bool, error) {
 		ttl = b.opts.NodeTTL
 	}
 	return time.Since(e.Created()) <= ttl, nil
+}
+
+// countAlive counts the other live nodes (for subscription barriers).
+func (b *Bus) countAlive(ctx context.Context) {
+	nodes, err := keys(ctx, b.nodes)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return
+	}
+	n := 0
+	for _, node := range nodes {
+		if node == b.opts.NodeID {
+			continue
+		}
+		if ok, err := b.alive(ctx, node); err == nil && ok {
+			n++
+		}
+	}
+	b.othersAlive.Store(int32(n))
 }
 
 // reap publishes the wills of dead members.

@@ -88,6 +88,28 @@ func (x *sessionIndex) set(tenant, sid string, subs []broker.Subscription) {
 	t.sessions[sid] = filters
 }
 
+// covers reports whether every durable subscription in subs is already
+// indexed for session sid with at least its QoS.
+func (x *sessionIndex) covers(tenant, sid string, subs []broker.Subscription) bool {
+	subs = durableSubs(subs)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	t := x.tenants[tenant]
+	for _, s := range subs {
+		if t == nil {
+			return false
+		}
+		group := t.exact
+		if hasWildcard(s.Filter) {
+			group = t.wild
+		}
+		if q, ok := group[s.Filter][sid]; !ok || q < s.QoS {
+			return false
+		}
+	}
+	return true
+}
+
 // remove drops session sid.
 func (x *sessionIndex) remove(tenant, sid string) { x.set(tenant, sid, nil) }
 

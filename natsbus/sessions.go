@@ -91,7 +91,12 @@ func (b *Bus) SaveSession(ctx context.Context, s *broker.SessionState, rev uint6
 	case err != nil:
 		return 0, unavailable(err)
 	}
-	b.index.set(s.Tenant, sessionID(s.Tenant, s.ClientID), s.Subscriptions)
+	sid := sessionID(s.Tenant, s.ClientID)
+	added := !b.index.covers(s.Tenant, sid, s.Subscriptions)
+	b.index.set(s.Tenant, sid, s.Subscriptions)
+	if added {
+		b.barrier(ctx, nrev)
+	}
 	return nrev, nil
 }
 

@@ -227,6 +227,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cf.register(fs)
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
 	replicas := fs.Int("replicas", 1, "JetStream replicas for Relay's streams and buckets (3 in a production cluster)")
+	maxControlLine := fs.Int("nats-max-control-line", 4096, "the NATS servers' max_control_line; MQTT topics whose subject would exceed it are refused (set 262144 with deploy/nats configs)")
 	if code := parse(fs, args, stderr); code != 0 {
 		return max(code, 0)
 	}
@@ -240,6 +241,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.NATSURLs = strings.Split(*natsURL, ",")
 	cfg.Bus = cf.bus
 	cfg.Bus.Replicas = *replicas
+	cfg.Bus.MaxControlLine = *maxControlLine
 	e, err := services.NewEdge(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay edge:", err)
