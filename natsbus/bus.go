@@ -148,6 +148,9 @@ type Bus struct {
 	appliedCh  chan struct{}
 	// othersAlive is how many other nodes were alive at the last heartbeat.
 	othersAlive atomic.Int32
+	// janitor is set on the live node with the lowest ID, which removes
+	// expired sessions.
+	janitor atomic.Bool
 
 	// reapAfter holds the will reaper off until then (Unix nanoseconds):
 	// after an outage, other nodes' heartbeats need time to come back.

@@ -63,6 +63,7 @@ func (b *Bus) heartbeat() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts.NodeTTL / 3)
 	defer t.Stop()
+	var lastSweep time.Time
 	for {
 		select {
 		case <-b.quit:
@@ -80,6 +81,12 @@ func (b *Bus) heartbeat() {
 			}
 		}
 		cancel()
+		if b.janitor.Load() && time.Since(lastSweep) > sweepInterval {
+			lastSweep = time.Now()
+			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			b.sweepSessions(sctx)
+			cancel()
+		}
 	}
 }
 
@@ -115,16 +122,55 @@ func (b *Bus) countAlive(ctx context.Context) {
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return
 	}
-	n := 0
+	n, first := 0, true
 	for _, node := range nodes {
 		if node == b.opts.NodeID {
 			continue
 		}
 		if ok, err := b.alive(ctx, node); err == nil && ok {
 			n++
+			if node < b.opts.NodeID {
+				first = false
+			}
 		}
 	}
 	b.othersAlive.Store(int32(n))
+	b.janitor.Store(first)
+}
+
+// sweepInterval is how often the janitor node removes expired sessions.
+const sweepInterval = 5 * time.Minute
+
+// sweepSessions deletes sessions that have been offline longer than their
+// expiry (with their queues and QoS 2 state). Only the live node with the
+// lowest ID (the janitor) does it.
+func (b *Bus) sweepSessions(ctx context.Context) {
+	ks, err := keys(ctx, b.sessions)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoKeysFound) {
+			b.log.Warn("listing sessions for expiry", "err", err)
+		}
+		return
+	}
+	n := 0
+	for _, k := range ks {
+		e, err := b.sessions.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var s broker.SessionState
+		if json.Unmarshal(e.Value(), &s) != nil || s.Connected || s.Expiry <= 0 || time.Since(s.LastSeen) <= s.Expiry {
+			continue
+		}
+		if err := b.DeleteSession(ctx, s.Tenant, s.ClientID); err != nil {
+			b.log.Warn("deleting expired session", "tenant", s.Tenant, "client", s.ClientID, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		b.log.Info("expired sessions deleted", "sessions", n)
+	}
 }
 
 // reap publishes the wills of dead members.
