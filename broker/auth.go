@@ -4,22 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/tenant"
 )
 
-// Errors an Authenticator returns; the broker maps them to CONNACK codes
-// (see reasonFor).
-var (
-	// ErrBadCredentials means the username or password is wrong or missing.
-	ErrBadCredentials = errors.New("bad username or password")
-	// ErrNotAuthorized means the credentials are valid but may not connect
-	// (anonymous access disabled, tenant suspended, client ID not allowed).
-	ErrNotAuthorized = errors.New("not authorized")
-	// ErrClientIDRejected means the client identifier is not acceptable.
-	ErrClientIDRejected = errors.New("client identifier rejected")
-	// ErrAuthUnavailable means the authentication service could not be
-	// reached; the client should retry.
-	ErrAuthUnavailable = errors.New("authentication service unavailable")
-)
+// ErrClientIDRejected means the client identifier is not acceptable.
+var ErrClientIDRejected = errors.New("client identifier rejected")
 
 // ConnectInfo is what a client presents when it connects.
 type ConnectInfo struct {
@@ -41,58 +32,44 @@ type ConnectInfo struct {
 	ServerName string
 }
 
-// Principal is an authenticated client.
-type Principal struct {
-	// Tenant owns the connection: its topics, sessions and client IDs.
-	Tenant string
-	// Username is the authenticated user name ("" for anonymous).
-	Username string
-}
-
 // Authenticator decides who a connecting client is.
 type Authenticator interface {
-	// Authenticate returns the principal for info, or an error wrapping
-	// ErrBadCredentials, ErrNotAuthorized, ErrClientIDRejected or
-	// ErrAuthUnavailable.
-	Authenticate(ctx context.Context, info *ConnectInfo) (*Principal, error)
+	// Authenticate returns the principal for info, with its rules compiled
+	// for info.ClientID, or an error wrapping auth.ErrBadCredentials,
+	// auth.ErrNotAuthorized, auth.ErrUnavailable, auth.ErrThrottled or
+	// ErrClientIDRejected.
+	Authenticate(ctx context.Context, info *ConnectInfo) (*auth.Principal, error)
 }
 
-// Authorizer decides what an authenticated client may do. Its methods are
-// called per message and must not do network I/O.
-type Authorizer interface {
-	// CanPublish reports whether p (as clientID) may publish to topic.
-	CanPublish(p *Principal, clientID string, topic []byte) bool
-	// CanSubscribe reports whether p (as clientID) may subscribe to filter
-	// (the plain filter, without $share or $local prefix).
-	CanSubscribe(p *Principal, clientID, filter string) bool
-}
-
-// Anonymous authenticates every client into DefaultTenant when Allow is
-// set, and refuses every client otherwise. It is the authenticator of an
-// edge that has no tenancy service.
+// Anonymous authenticates every client without credentials into the
+// default tenant, with every right there, when Allow is set, and refuses
+// every client otherwise. It is the authenticator of an edge without a
+// tenancy service, and the fallback of one with it.
 type Anonymous struct {
 	// Allow lets clients in without credentials.
 	Allow bool
 }
 
 // Authenticate implements Authenticator.
-func (a Anonymous) Authenticate(_ context.Context, info *ConnectInfo) (*Principal, error) {
-	if !a.Allow {
-		return nil, ErrNotAuthorized
+func (a Anonymous) Authenticate(_ context.Context, info *ConnectInfo) (*auth.Principal, error) {
+	if !a.Allow || info.HasUsername {
+		return nil, auth.ErrNotAuthorized
 	}
-	return &Principal{Tenant: DefaultTenant, Username: info.Username}, nil
+	return AnonymousPrincipal(), nil
 }
 
-// AllowAll is the Authorizer that permits everything within the tenant.
-type AllowAll struct{}
+// AnonymousPrincipal returns a principal of the default tenant that may
+// publish and subscribe to everything there, $SYS topics included (which
+// no client can publish to).
+func AnonymousPrincipal() *auth.Principal {
+	p := &auth.Principal{Tenant: tenant.DefaultSlug}
+	p.SetRules(anonymousRules)
+	return p
+}
 
-// CanPublish implements Authorizer.
-func (AllowAll) CanPublish(*Principal, string, []byte) bool { return true }
+var anonymousRules = auth.Compile([]auth.Rule{
+	{Effect: auth.Allow, Action: auth.PubSub, Filter: "#"},
+	{Effect: auth.Allow, Action: auth.Subscribe, Filter: "$SYS/#"},
+}, "", "")
 
-// CanSubscribe implements Authorizer.
-func (AllowAll) CanSubscribe(*Principal, string, string) bool { return true }
-
-var (
-	_ Authenticator = Anonymous{}
-	_ Authorizer    = AllowAll{}
-)
+var _ Authenticator = Anonymous{}

@@ -96,8 +96,9 @@ type SessionStore interface {
 	// out again with DUP set.
 	OpenQueue(ctx context.Context, s *SessionState, unclean bool) (Queue, error)
 	// MarkQoS2 adds (set) or removes packet ID id in the session's QoS 2
-	// state of the given kind.
-	MarkQoS2(ctx context.Context, tenant, clientID string, kind QoS2Kind, id uint16, set bool) error
+	// state of the given kind; for QoS2Released, seq is the queue sequence
+	// of the message (0 if it did not come from the queue).
+	MarkQoS2(ctx context.Context, tenant, clientID string, kind QoS2Kind, id uint16, seq uint64, set bool) error
 	// QoS2 returns the session's QoS 2 state.
 	QoS2(ctx context.Context, tenant, clientID string) (QoS2State, error)
 }
@@ -117,8 +118,14 @@ const (
 // QoS2State is what a persistent session must remember of its QoS 2 flows
 // across connections [MQTT-4.4.0-1].
 type QoS2State struct {
-	Received []uint16 `json:"in,omitempty"`
-	Released []uint16 `json:"rel,omitempty"`
+	Received []uint16   `json:"in,omitempty"`
+	Released []Released `json:"rel,omitempty"`
+}
+
+// Released is an outbound QoS 2 flow at the PUBREL stage.
+type Released struct {
+	ID  uint16 `json:"id"`
+	Seq uint64 `json:"seq,omitempty"` // queue sequence of the message, 0 if none
 }
 
 // Queue is a session's durable queue of QoS ≥ 1 messages. Messages stay in
@@ -177,6 +184,15 @@ type Cluster interface {
 	Kick(ctx context.Context, tenant, clientID, connID, node string) error
 }
 
+// Presence counts live connections per tenant across all edges.
+type Presence interface {
+	// Connected adds delta to this edge's connections of the tenant.
+	Connected(tenant string, delta int)
+	// Connections returns the tenant's connections on all edges (other
+	// edges' counts may be up to a second old).
+	Connections(tenant string) int
+}
+
 // Backbone is everything the broker needs from the NATS backbone.
 type Backbone interface {
 	Router
@@ -184,4 +200,5 @@ type Backbone interface {
 	SessionStore
 	WillStore
 	Cluster
+	Presence
 }

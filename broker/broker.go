@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker/packet"
 	"github.com/relaymq/relay/broker/topic"
 )
@@ -37,7 +38,8 @@ type Broker struct {
 	closeErr error
 	once     sync.Once
 
-	stats Stats
+	stats    Stats
+	throttle *throttle
 }
 
 // Stats are the broker's counters. They only grow, except Connections.
@@ -55,6 +57,8 @@ type Stats struct {
 	Dropped atomic.Uint64
 	// Refused counts connections refused at CONNECT.
 	Refused atomic.Uint64
+	// RateLimited counts waits of clients over their message rate.
+	RateLimited atomic.Uint64
 }
 
 type clientKey struct{ tenant, id string }
@@ -79,6 +83,7 @@ func New(opts Options) (*Broker, error) {
 		routes:    make(map[routeKey]*route),
 		listeners: make(map[net.Listener]struct{}),
 		quit:      make(chan struct{}),
+		throttle:  newThrottle(),
 	}
 	b.bb.HandleKicks(b.kickLocal)
 	return b, nil
@@ -191,6 +196,9 @@ func (b *Broker) register(c *client) (old *client, err error) {
 		return nil, errTooManyConnections
 	}
 	b.clients[k] = c
+	if old == nil {
+		b.bb.Connected(c.tenant, 1)
+	}
 	return old, nil
 }
 
@@ -200,8 +208,16 @@ func (b *Broker) unregister(c *client) {
 	k := clientKey{c.tenant, c.id}
 	if b.clients[k] == c {
 		delete(b.clients, k)
+		b.bb.Connected(c.tenant, -1)
 	}
 	b.mu.Unlock()
+}
+
+// connectedHere reports whether the client ID is connected to this edge.
+func (b *Broker) connectedHere(tenant, id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.clients[clientKey{tenant, id}] != nil
 }
 
 // kickLocal implements KickFunc for other edges' takeovers.
@@ -230,6 +246,43 @@ func (b *Broker) Kick(tenant, clientID string) bool {
 	c.shutdown(packet.AdministrativeAction)
 	<-c.done
 	return true
+}
+
+// ForEachClient calls fn for every live connection of the tenant (with its
+// client ID and principal). fn must not block.
+func (b *Broker) ForEachClient(tenant string, fn func(clientID string, p *auth.Principal)) {
+	b.mu.Lock()
+	cs := make([]*client, 0, 16)
+	for k, c := range b.clients {
+		if k.tenant == tenant {
+			cs = append(cs, c)
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range cs {
+		fn(c.id, c.principal)
+	}
+}
+
+// KickWhere disconnects (administrative action) every live connection of
+// the tenant for which pred is true, waits until they are closed, and
+// returns how many there were.
+func (b *Broker) KickWhere(tenant string, pred func(clientID string, p *auth.Principal) bool) int {
+	var cs []*client
+	b.mu.Lock()
+	for k, c := range b.clients {
+		if k.tenant == tenant && pred(c.id, c.principal) {
+			cs = append(cs, c)
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range cs {
+		c.shutdown(packet.AdministrativeAction)
+	}
+	for _, c := range cs {
+		<-c.done
+	}
+	return len(cs)
 }
 
 // ---------------------------------------------------------------------------

@@ -13,6 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/time/rate"
+
+	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker/packet"
 	"github.com/relaymq/relay/broker/topic"
 )
@@ -33,7 +36,7 @@ type client struct {
 	version    byte
 	tenant     string
 	id         string
-	principal  *Principal
+	principal  *auth.Principal
 	keepAlive  time.Duration
 	persist    bool          // the session outlives the connection
 	cleanStart bool          // discard any stored session at connect
@@ -52,6 +55,9 @@ type client struct {
 	qos2in map[uint16]struct{}
 	// inSem bounds the client's QoS ≥ 1 publishes waiting for the backbone.
 	inSem chan struct{}
+	// limiter enforces the tenant's per-client publish rate (nil: none).
+	limiter   *rate.Limiter
+	limitWait time.Duration
 	// aliases are the client's MQTT 5 topic aliases (inbound).
 	aliases map[uint16][]byte
 	// pub is reused for every inbound PUBLISH; msg for the message built
@@ -116,7 +122,7 @@ func (c *client) serve() {
 		if isNetClose(err) {
 			c.log.Debug("connection closed before CONNECT completed", "err", err)
 		} else {
-			c.log.Info("connection refused", "client", c.id, "tenant", c.tenant, "err", err)
+			c.log.Info("connection refused", "err", err)
 		}
 		c.nc.Close()
 		c.mu.Lock()
@@ -283,12 +289,31 @@ func (c *client) connect() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.BackboneTimeout)
 	defer cancel()
+	// Brute-force throttling per source address and per username.
+	ipKey, userKey := addrKey(info.RemoteAddr), ""
+	if p.UsernameFlag {
+		userKey = "user:" + p.Username
+	}
+	now := time.Now()
+	if c.b.throttle.blocked(now, ipKey, userKey) {
+		return c.refuse(reasonFor(auth.ErrThrottled), fmt.Errorf("authenticate %q: %w", p.Username, auth.ErrThrottled))
+	}
 	prin, err := opts.Authenticator.Authenticate(ctx, info)
 	if err != nil {
+		if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) {
+			c.b.throttle.fail(now, ipKey, userKey)
+		}
 		return c.refuse(reasonFor(err), fmt.Errorf("authenticate %q: %w", p.Username, err))
+	}
+	if userKey != "" {
+		c.b.throttle.succeed(userKey)
 	}
 	c.principal = prin
 	c.tenant = prin.Tenant
+	if r := prin.Limits.MaxMessageRate; r > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(r), max(1, r/10))
+		c.limitWait = time.Second / time.Duration(r)
+	}
 	c.log = c.log.With("tenant", c.tenant)
 
 	// Will message [MQTT-3.1.2-8].
@@ -297,7 +322,7 @@ func (c *client) connect() error {
 		if err := topic.ValidateTopic(wt); err != nil {
 			return c.refuse(packet.TopicNameInvalid, fmt.Errorf("will topic: %w", err))
 		}
-		if wt[0] == '$' || !opts.Authorizer.CanPublish(prin, c.id, wt) {
+		if wt[0] == '$' || !prin.Rules().CanPublish(wt) {
 			return c.refuse(packet.NotAuthorized, fmt.Errorf("will topic %q not allowed", p.WillTopic))
 		}
 		c.will = &Message{
@@ -312,6 +337,11 @@ func (c *client) connect() error {
 		}
 	}
 
+	// The tenant's connection limit, over all edges; a takeover does not
+	// add a connection.
+	if max := prin.Limits.MaxConnections; max > 0 && c.b.bb.Connections(c.tenant) >= max && !c.b.connectedHere(c.tenant, c.id) {
+		return c.refuse(packet.QuotaExceeded, fmt.Errorf("tenant %s is at its limit of %d connections", c.tenant, max))
+	}
 	// Take over a connection with the same client ID here [MQTT-3.1.4-2] …
 	old, err := c.b.register(c)
 	if err != nil {
@@ -322,21 +352,29 @@ func (c *client) connect() error {
 		old.shutdown(packet.SessionTakenOver)
 		<-old.done
 	}
-	// … and on every other edge.
-	present, err := c.openSession(ctx)
+	// … and on every other edge. The session gets its own deadline: a
+	// slow authentication must not eat the takeover's time.
+	sctx, scancel := context.WithTimeout(context.Background(), opts.BackboneTimeout)
+	defer scancel()
+	present, err := c.openSession(sctx)
 	if err != nil {
+		c.removeRoutes()
 		c.b.unregister(c)
 		return c.refuse(reasonFor(err), err)
 	}
 	if c.will != nil {
 		w := &Will{Message: *c.will, Node: opts.NodeID, ConnID: c.connID}
-		if err := c.b.bb.PutWill(ctx, w); err != nil {
+		if err := c.b.bb.PutWill(sctx, w); err != nil {
 			c.log.Warn("storing will; it is published only if this edge survives", "err", err)
 		}
 	}
 	c.connected = time.Now()
 	c.inSem = make(chan struct{}, c.b.opts.MaxInflight)
 	if err := c.writeConnack(present, packet.Success, ackProps); err != nil {
+		c.removeRoutes()
+		if c.will != nil {
+			c.b.bb.DeleteWill(sctx, c.tenant, c.id, c.connID)
+		}
 		c.closeSession()
 		c.b.unregister(c)
 		return fmt.Errorf("writing CONNACK: %w", err)
@@ -379,15 +417,9 @@ func (c *client) writeConnack(present bool, rc packet.ReasonCode, props *packet.
 // and unregisters the connection.
 func (c *client) cleanup() {
 	c.mu.Lock()
-	subs := make([]Subscription, 0, len(c.subs))
-	for _, s := range c.subs {
-		subs = append(subs, s)
-	}
 	normal := c.normal
 	c.mu.Unlock()
-	for _, s := range subs {
-		c.b.removeRoute(c, s.Filter, c.classFor(s))
-	}
+	c.removeRoutes()
 	if c.will != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
 		if !normal {
@@ -400,6 +432,19 @@ func (c *client) cleanup() {
 	}
 	c.closeSession()
 	c.b.unregister(c)
+}
+
+// removeRoutes takes the connection off every route it is on.
+func (c *client) removeRoutes() {
+	c.mu.Lock()
+	subs := make([]Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.b.removeRoute(c, s.Filter, c.classFor(s))
+	}
 }
 
 // publishWill publishes the will message [MQTT-3.1.2-8].

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker/packet"
 	"github.com/relaymq/relay/broker/topic"
 )
@@ -32,13 +33,17 @@ func reasonFor(err error) packet.ReasonCode {
 		return packet.NormalDisconnection
 	case errors.As(err, &rc):
 		return rc
-	case errors.Is(err, ErrBadCredentials):
+	case errors.Is(err, auth.ErrBadCredentials):
 		return packet.BadUsernameOrPassword
-	case errors.Is(err, ErrNotAuthorized):
+	case errors.Is(err, auth.ErrNotAuthorized):
 		return packet.NotAuthorized
+	case errors.Is(err, auth.ErrThrottled):
+		// 3.1.1 clients see 0x05 (not authorized): no hint that retrying
+		// later would work differently.
+		return packet.ConnectionRateExceeded
 	case errors.Is(err, ErrClientIDRejected):
 		return packet.ClientIdentifierNotValid
-	case errors.Is(err, ErrAuthUnavailable), errors.Is(err, ErrBackboneUnavailable),
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, ErrBackboneUnavailable),
 		errors.Is(err, context.DeadlineExceeded):
 		return packet.ServerUnavailable
 	case errors.Is(err, errShuttingDown):

@@ -116,6 +116,18 @@ func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 
 // handlePublish takes a PUBLISH from the client onto the backbone.
 func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
+	if c.limiter != nil {
+		// Over the tenant's message rate: stop reading from this client
+		// until the rate allows (TCP pushes back); nothing is dropped.
+		for !c.limiter.Allow() {
+			c.b.stats.RateLimited.Add(1)
+			select {
+			case <-time.After(c.limitWait):
+			case <-c.quit:
+				return nil
+			}
+		}
+	}
 	p := &c.pub
 	*p = packet.Publish{}
 	if err := p.Decode(c.version, fh, body); err != nil {
@@ -140,13 +152,13 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	if err := topic.ValidateTopic(t); err != nil {
 		return fmt.Errorf("PUBLISH topic %q: %w", t, err) // [MQTT-3.3.2-2]
 	}
-	allowed := t[0] != '$' && c.b.opts.Authorizer.CanPublish(c.principal, c.id, t)
+	allowed := t[0] != '$' && c.principal.Rules().CanPublish(t)
 	if !allowed {
 		// [MQTT-3.3.5-2] 3.1.1: acknowledge and drop; 5.0: say so.
 		c.log.Info("publish denied", "topic", string(t))
 		switch p.QoS {
 		case 1:
-			c.enqueueCtrl(outItem{typ: packet.PUBACK, id: p.PacketID, rc: packet.NotAuthorized})
+			c.ackNow(p.PacketID, packet.NotAuthorized)
 		case 2:
 			c.enqueueCtrl(outItem{typ: packet.PUBREC, id: p.PacketID, rc: packet.NotAuthorized})
 		}
@@ -215,32 +227,60 @@ func (c *client) completeAck(seq uint64, err error) {
 	if err != nil {
 		a.state, a.rc = c.refusal(err)
 	}
-	var fail error
-	n := 0
+	n, failed := c.flushAcksLocked()
+	c.mu.Unlock()
+	c.afterAcks(n, failed)
+	if err != nil {
+		c.log.Warn("backbone refused a QoS 1 message", "err", err)
+	}
+}
+
+// flushAcksLocked moves the PUBACKs that are due, in order, to the control
+// queue; c.mu is held. It returns how many inbound publishes completed and
+// whether one of them failed: a 3.1.1 client gets no PUBACK for it, nor for
+// anything after it, and the connection closes, so that the client sends
+// them again [MQTT-4.6.0-2].
+func (c *client) flushAcksLocked() (n int, failed bool) {
 	for ; n < len(c.acks) && c.acks[n].state != ackWaiting; n++ {
 		a := c.acks[n]
 		if a.state == ackFailed {
-			// 3.1.1 has no negative PUBACK: withhold it and close, so
-			// that the client sends the message again.
-			fail = err
-			continue
+			failed = true
 		}
-		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc})
+		if !failed {
+			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc})
+		}
 	}
 	rest := copy(c.acks, c.acks[n:])
 	c.acks = c.acks[:rest]
 	c.ackBase += uint64(n)
-	c.mu.Unlock()
+	return n, failed
+}
+
+// afterAcks releases the inbound slots of n completed publishes, wakes the
+// writer, and closes the connection after a failure.
+func (c *client) afterAcks(n int, failed bool) {
 	for range n {
 		<-c.inSem
 	}
 	c.signal()
-	if err != nil {
-		c.log.Warn("backbone refused a QoS 1 message", "err", err)
-	}
-	if fail != nil {
+	if failed {
 		c.shutdown(packet.ServerUnavailable)
 	}
+}
+
+// ackNow queues a PUBACK that needs no backbone answer (a refused publish)
+// behind the ones still waiting, keeping their order [MQTT-4.6.0-2].
+func (c *client) ackNow(id uint16, rc packet.ReasonCode) {
+	select {
+	case c.inSem <- struct{}{}:
+	case <-c.quit:
+		return
+	}
+	c.mu.Lock()
+	c.acks = append(c.acks, pendingAck{id: id, state: ackOK, rc: rc})
+	n, failed := c.flushAcksLocked()
+	c.mu.Unlock()
+	c.afterAcks(n, failed)
 }
 
 // refusal decides how a publish the backbone refused is answered: a
@@ -287,7 +327,7 @@ func (c *client) publishQoS2(m *Message, id uint16) error {
 	}
 	c.qos2in[id] = struct{}{}
 	if c.state != nil {
-		if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, id, true); err != nil {
+		if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, id, 0, true); err != nil {
 			c.log.Warn("storing QoS 2 state; a resend after an edge crash may duplicate", "err", err)
 		}
 	}
@@ -342,7 +382,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 		}
 		if ok && c.state != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
-			if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, a.PacketID, false); err != nil {
+			if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, a.PacketID, 0, false); err != nil {
 				c.log.Warn("clearing QoS 2 state", "err", err)
 			}
 			cancel()
@@ -353,7 +393,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 			delete(c.qos2in, a.PacketID)
 			if c.state != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
-				if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, a.PacketID, false); err != nil {
+				if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, a.PacketID, 0, false); err != nil {
 					c.log.Warn("clearing QoS 2 state", "err", err)
 				}
 				cancel()
@@ -374,7 +414,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 func (c *client) pubrec(id uint16, f inflight) {
 	if f.del != nil && c.state != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
-		err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, id, true)
+		err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, id, f.seq, true)
 		if err == nil {
 			err = f.del.Settle(ctx)
 		}
@@ -417,7 +457,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		if f.Kind == topic.Shared && s.NoLocal && c.version == packet.V5 {
 			return fmt.Errorf("%w: No Local on a shared subscription", packet.ProtocolError) // [MQTT-3.8.3-4]
 		}
-		if !c.b.opts.Authorizer.CanSubscribe(c.principal, c.id, f.Topic) {
+		if !c.principal.Rules().CanSubscribe(f.Topic) {
 			c.log.Info("subscribe denied", "filter", s.Filter)
 			codes[i] = c.failCode(packet.NotAuthorized)
 			continue

@@ -6,10 +6,6 @@ import (
 	"github.com/relaymq/relay/broker/packet"
 )
 
-// DefaultTenant is the tenant of every client until the tenancy service
-// assigns one. Tenant identifiers are NATS-token-safe slugs.
-const DefaultTenant = "default"
-
 // Message is one application message as it crosses the backbone. A Message
 // handed to a Handler is shared by every local subscriber and must not be
 // modified.

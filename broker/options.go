@@ -20,9 +20,6 @@ type Options struct {
 	Backbone Backbone
 	// Authenticator decides who may connect. Default: Anonymous{Allow: false}.
 	Authenticator Authenticator
-	// Authorizer decides what a client may publish and subscribe to.
-	// Default: AllowAll.
-	Authorizer Authorizer
 	// MaxPacketSize is the largest packet accepted from a client, in bytes
 	// (fixed header included). Default 1 MiB; the MQTT maximum is 256 MiB.
 	MaxPacketSize int
@@ -59,9 +56,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.Authenticator == nil {
 		o.Authenticator = Anonymous{}
-	}
-	if o.Authorizer == nil {
-		o.Authorizer = AllowAll{}
 	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = 1 << 20

@@ -26,6 +26,7 @@ type inflight struct {
 	msg *Message
 	qos byte
 	del Delivery // nil for live (non-durable) messages
+	seq uint64   // queue sequence (0 for live messages)
 	rel bool     // PUBREC received, PUBREL sent; waiting for PUBCOMP
 }
 
@@ -232,6 +233,9 @@ func (c *client) writeLoop() {
 			if len(batch) == 0 {
 				break
 			}
+			// A large packet goes straight to the socket: the deadline
+			// must be fresh before any write of the batch.
+			c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
 			for i := range batch {
 				if err := c.writeItem(&batch[i]); err != nil {
 					c.log.Debug("write failed", "err", err)
@@ -315,9 +319,6 @@ func (c *client) writeItem(it *outItem) error {
 	}
 	if err != nil {
 		return err
-	}
-	if c.bw.Available() < len(buf) && c.bw.Buffered() > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
 	}
 	_, err = c.bw.Write(buf)
 	return err

@@ -100,12 +100,12 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 		}
 		c.qos2in[id] = struct{}{}
 	}
-	for _, id := range q2.Released {
+	for _, r := range q2.Released {
 		if c.inflight == nil {
 			c.inflight = make(map[uint16]inflight)
 		}
-		c.inflight[id] = inflight{qos: 2, rel: true}
-		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBREL, id: id})
+		c.inflight[r.ID] = inflight{qos: 2, rel: true, seq: r.Seq}
+		c.ctrl = append(c.ctrl, outItem{typ: packet.PUBREL, id: r.ID})
 	}
 
 	q, err := bb.OpenQueue(ctx, st, unclean)
@@ -126,7 +126,7 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 			continue
 		}
 		if err := c.b.addRoute(c, f, s, c.classFor(s)); err != nil {
-			c.closeSession()
+			c.closeSession() // the caller removes the routes restored so far
 			return false, fmt.Errorf("restoring subscription %q: %w", s.Filter, err)
 		}
 	}
@@ -244,13 +244,13 @@ func (c *client) queueLoop() {
 			continue
 		}
 		id := packetIDFor(d.Seq())
-		if qos == 2 && c.released(id) {
+		if qos == 2 && c.released(id, d.Seq()) {
 			// PUBREC came before the edge could settle it: the flow is
 			// at PUBREL, the PUBLISH must not go out again [MQTT-4.3.3-1].
 			d.Settle(ctx)
 			continue
 		}
-		if !c.reserve(id, inflight{msg: m, qos: qos, del: d}) {
+		if !c.reserve(id, inflight{msg: m, qos: qos, del: d, seq: d.Seq()}) {
 			d.Nak()
 			return
 		}
@@ -258,12 +258,13 @@ func (c *client) queueLoop() {
 	}
 }
 
-// released reports whether packet ID id is at the PUBREL stage.
-func (c *client) released(id uint16) bool {
+// released reports whether the queued message seq (packet ID id) is at the
+// PUBREL stage.
+func (c *client) released(id uint16, seq uint64) bool {
 	c.mu.Lock()
 	f, ok := c.inflight[id]
 	c.mu.Unlock()
-	return ok && f.rel
+	return ok && f.rel && f.seq == seq
 }
 
 // queueQoS returns the QoS a queued message is delivered with: the highest

@@ -32,6 +32,7 @@ const (
 	BucketWills    = "RELAY_WILLS"
 	BucketNodes    = "RELAY_NODES"
 	BucketMembers  = "RELAY_MEMBERS"
+	BucketConns    = "RELAY_CONNS"
 )
 
 // Options configure a Bus.
@@ -119,6 +120,7 @@ type Bus struct {
 	wills    jetstream.KeyValue
 	nodes    jetstream.KeyValue
 	members  jetstream.KeyValue
+	conns    jetstream.KeyValue
 
 	// Stored publishes wait here for JetStream's answer on ackSub.
 	ackPrefix string
@@ -132,6 +134,8 @@ type Bus struct {
 	kickSubs []*nats.Subscription
 
 	bufPool sync.Pool
+
+	presence *presence
 
 	// index routes QoS ≥ 1 messages to persistent sessions' queues.
 	index *sessionIndex
@@ -186,6 +190,7 @@ func New(opts Options) (*Bus, error) {
 		log:       opts.Logger.With("component", "natsbus"),
 		acks:      make(map[uint64]pendingPub),
 		index:     newSessionIndex(),
+		presence:  newPresence(),
 		queues:    make(map[*queue]struct{}),
 		appliedCh: make(chan struct{}),
 		quit:      make(chan struct{}),
@@ -224,6 +229,9 @@ func (b *Bus) Start(ctx context.Context) error {
 	}
 	if err := b.startCluster(ctx); err != nil {
 		return err
+	}
+	if err := b.startPresence(ctx); err != nil {
+		return fmt.Errorf("natsbus: presence: %w", err)
 	}
 	b.wg.Add(1)
 	go b.watchReconnects()
@@ -306,6 +314,9 @@ func (b *Bus) setup(ctx context.Context) error {
 	if b.members, err = kv(BucketMembers, "Relay: nodes that may hold wills", 0); err != nil {
 		return err
 	}
+	if b.conns, err = kv(BucketConns, "Relay: live connections per tenant and node", 0); err != nil {
+		return err
+	}
 
 	return nil
 }
@@ -334,6 +345,7 @@ func (b *Bus) Close() error {
 		if b.nodes != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			b.nodes.Delete(ctx, b.opts.NodeID)
+			b.forgetPresence(ctx, b.opts.NodeID)
 			cancel()
 		}
 	})
@@ -357,6 +369,9 @@ func (b *Bus) publishStored(msg *nats.Msg, done func(error)) error {
 		delete(b.acks, id)
 		b.ackMu.Unlock()
 		if ok {
+			if errors.Is(err, nats.ErrMaxPayload) {
+				return fmt.Errorf("%w: %w", broker.ErrTooLarge, err)
+			}
 			return fmt.Errorf("%w: %w", broker.ErrBackboneUnavailable, err)
 		}
 	}
@@ -466,7 +481,7 @@ func (b *Bus) watchSessions(ctx context.Context) error {
 		}
 		sid := sessionID(tenant, string(id))
 		if e.Operation() != jetstream.KeyValuePut {
-			b.index.remove(tenant, sid)
+			b.index.remove(tenant, sid, e.Revision())
 			return
 		}
 		var s broker.SessionState
@@ -474,7 +489,7 @@ func (b *Bus) watchSessions(ctx context.Context) error {
 			b.log.Warn("unreadable session record", "key", e.Key(), "err", err)
 			return
 		}
-		b.index.set(tenant, sid, s.Subscriptions)
+		b.index.set(tenant, sid, s.Subscriptions, e.Revision())
 	}
 	// Initial values, then nil.
 	for loaded := false; !loaded; {

@@ -207,6 +207,7 @@ func (b *Bus) reap(ctx context.Context) {
 			}
 		}
 		if left == 0 {
+			b.forgetPresence(ctx, m)
 			if err := b.members.Delete(ctx, m); err == nil {
 				b.log.Info("dead node's wills published", "dead_node", m, "wills", len(ks))
 			}

@@ -16,6 +16,10 @@ import (
 type sessionIndex struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenantIndex
+	// revs is the RELAY_SESSIONS revision each session's entry reflects:
+	// the watch may deliver a revision older than one this node stored
+	// itself, and must not roll the entry back.
+	revs map[string]uint64
 }
 
 type tenantIndex struct {
@@ -30,7 +34,7 @@ type indexEntry struct {
 }
 
 func newSessionIndex() *sessionIndex {
-	return &sessionIndex{tenants: make(map[string]*tenantIndex)}
+	return &sessionIndex{tenants: make(map[string]*tenantIndex), revs: make(map[string]uint64)}
 }
 
 // durableSubs returns the subscriptions whose QoS ≥ 1 messages go through
@@ -48,11 +52,18 @@ func durableSubs(subs []broker.Subscription) []broker.Subscription {
 	return out
 }
 
-// set replaces the indexed subscriptions of session sid.
-func (x *sessionIndex) set(tenant, sid string, subs []broker.Subscription) {
+// set replaces the indexed subscriptions of session sid with those of
+// revision rev (0: unconditionally), unless a newer revision is indexed.
+func (x *sessionIndex) set(tenant, sid string, subs []broker.Subscription, rev uint64) {
 	subs = durableSubs(subs)
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if rev != 0 {
+		if rev < x.revs[sid] {
+			return
+		}
+		x.revs[sid] = rev
+	}
 	t := x.tenants[tenant]
 	if t == nil {
 		if len(subs) == 0 {
@@ -110,8 +121,8 @@ func (x *sessionIndex) covers(tenant, sid string, subs []broker.Subscription) bo
 	return true
 }
 
-// remove drops session sid.
-func (x *sessionIndex) remove(tenant, sid string) { x.set(tenant, sid, nil) }
+// remove drops session sid as of revision rev (0: unconditionally).
+func (x *sessionIndex) remove(tenant, sid string, rev uint64) { x.set(tenant, sid, nil, rev) }
 
 func (t *tenantIndex) removeLocked(sid string) {
 	for _, f := range t.sessions[sid] {

@@ -124,9 +124,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 
 func TestSessionIndex(t *testing.T) {
 	x := newSessionIndex()
-	x.set("t1", "s1", []broker.Subscription{{Filter: "a/+/c", QoS: 1}, {Filter: "a/b/c", QoS: 2}, {Filter: "x/#", QoS: 0}})
-	x.set("t1", "s2", []broker.Subscription{{Filter: "a/#", QoS: 1}, {Filter: "$share/g/a/b/c", QoS: 2}})
-	x.set("t2", "s3", []broker.Subscription{{Filter: "#", QoS: 2}})
+	x.set("t1", "s1", []broker.Subscription{{Filter: "a/+/c", QoS: 1}, {Filter: "a/b/c", QoS: 2}, {Filter: "x/#", QoS: 0}}, 0)
+	x.set("t1", "s2", []broker.Subscription{{Filter: "a/#", QoS: 1}, {Filter: "$share/g/a/b/c", QoS: 2}}, 0)
+	x.set("t2", "s3", []broker.Subscription{{Filter: "#", QoS: 2}}, 0)
 	match := func(tenant, tp string) []string {
 		var out []string
 		for _, e := range x.match(nil, tenant, []byte(tp)) {
@@ -152,12 +152,12 @@ func TestSessionIndex(t *testing.T) {
 			t.Errorf("match(%s, %s) = %v, want %v", tt.tenant, tt.topic, got, tt.want)
 		}
 	}
-	x.set("t1", "s1", []broker.Subscription{{Filter: "q", QoS: 1}})
+	x.set("t1", "s1", []broker.Subscription{{Filter: "q", QoS: 1}}, 0)
 	if got := match("t1", "a/b/c"); !slices.Equal(got, []string{"s2:1"}) {
 		t.Errorf("after replacing s1's subscriptions: %v", got)
 	}
-	x.remove("t1", "s2")
-	x.remove("t1", "s1")
+	x.remove("t1", "s2", 0)
+	x.remove("t1", "s1", 0)
 	if len(x.tenants) != 1 {
 		t.Errorf("empty tenant kept: %v", x.tenants)
 	}

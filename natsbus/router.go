@@ -28,8 +28,14 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 	if prefixMsgLen+len(m.Tenant)+topic.SubjectLen(m.Topic)+controlOverhead > b.opts.MaxControlLine {
 		return fmt.Errorf("%w: topic of %d bytes", broker.ErrTooLarge, len(m.Topic))
 	}
-	if len(m.Payload)+len(m.Origin)+len(m.ClientID)+64 > int(b.nc.MaxPayload()) {
-		return fmt.Errorf("%w: payload of %d bytes", broker.ErrTooLarge, len(m.Payload))
+	// The largest envelope is a session-queue copy: it carries the topic.
+	size := len(m.Payload) + len(m.Topic) + len(m.Origin) + len(m.ClientID) + 64
+	if m.Props != nil {
+		var tmp [512]byte
+		size += len(appendProps(tmp[:0], m.Props))
+	}
+	if size > int(b.nc.MaxPayload()) {
+		return fmt.Errorf("%w: message of %d bytes", broker.ErrTooLarge, size)
 	}
 	stored := m.QoS > 0
 	if !stored && !m.Retain {

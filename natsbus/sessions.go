@@ -93,7 +93,7 @@ func (b *Bus) SaveSession(ctx context.Context, s *broker.SessionState, rev uint6
 	}
 	sid := sessionID(s.Tenant, s.ClientID)
 	added := !b.index.covers(s.Tenant, sid, s.Subscriptions)
-	b.index.set(s.Tenant, sid, s.Subscriptions)
+	b.index.set(s.Tenant, sid, s.Subscriptions, nrev)
 	if added {
 		b.barrier(ctx, nrev)
 	}
@@ -103,7 +103,7 @@ func (b *Bus) SaveSession(ctx context.Context, s *broker.SessionState, rev uint6
 // DeleteSession implements broker.SessionStore.
 func (b *Bus) DeleteSession(ctx context.Context, tenant, clientID string) error {
 	sid := sessionID(tenant, clientID)
-	b.index.remove(tenant, sid)
+	b.index.remove(tenant, sid, 0)
 	if err := b.queue.Purge(ctx, jetstream.WithPurgeSubject(queueSubject(tenant, sid))); err != nil {
 		return unavailable(err)
 	}
@@ -126,25 +126,34 @@ func (b *Bus) DeleteSession(ctx context.Context, tenant, clientID string) error 
 // loading it at connect is one direct get.
 
 // MarkQoS2 implements broker.SessionStore.
-func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, kind broker.QoS2Kind, id uint16, set bool) error {
+func (b *Bus) MarkQoS2(ctx context.Context, tenant, clientID string, kind broker.QoS2Kind, id uint16, seq uint64, set bool) error {
 	st, err := b.QoS2(ctx, tenant, clientID)
 	if err != nil {
 		return err
 	}
-	ids := &st.Received
 	if kind == broker.QoS2Released {
-		ids = &st.Released
-	}
-	out := (*ids)[:0]
-	for _, x := range *ids {
-		if x != id {
-			out = append(out, x)
+		out := st.Released[:0]
+		for _, r := range st.Released {
+			if r.ID != id {
+				out = append(out, r)
+			}
 		}
+		if set {
+			out = append(out, broker.Released{ID: id, Seq: seq})
+		}
+		st.Released = out
+	} else {
+		out := st.Received[:0]
+		for _, x := range st.Received {
+			if x != id {
+				out = append(out, x)
+			}
+		}
+		if set {
+			out = append(out, id)
+		}
+		st.Received = out
 	}
-	if set {
-		out = append(out, id)
-	}
-	*ids = out
 	key := sessionKey(tenant, clientID)
 	if len(st.Received) == 0 && len(st.Released) == 0 {
 		err = b.qos2.Purge(ctx, key)
@@ -311,6 +320,9 @@ func (q *queue) Next(ctx context.Context) (broker.Delivery, error) {
 				q.iter = nil
 			}
 			q.mu.Unlock()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				continue // reopened: Next starts a new iterator
+			}
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
 				errors.Is(err, jetstream.ErrNoHeartbeat) {
 				if oerr := q.open(ctx); oerr != nil {
@@ -324,6 +336,9 @@ func (q *queue) Next(ctx context.Context) (broker.Delivery, error) {
 		if err != nil {
 			q.b.log.Warn("dropping malformed queued message", "subject", msg.Subject(), "err", err)
 			msg.Term()
+			continue
+		}
+		if d == nil {
 			continue
 		}
 		return d, nil
@@ -344,10 +359,23 @@ func (q *queue) delivery(msg jetstream.Msg) (*delivery, error) {
 	}
 	seq := meta.Sequence.Stream
 	q.mu.Lock()
-	if seq > q.maxSeen {
-		q.maxSeen = seq
-		q.delivered = append(q.delivered, seq)
+	_, acked := q.acked[seq]
+	switch {
+	case seq <= q.floor || acked:
+		// Already acknowledged by the client (the purge has not caught
+		// up, or a new consumer after a reconnect): never send it again.
+		q.mu.Unlock()
+		msg.Ack()
+		return nil, nil
+	case seq <= q.maxSeen:
+		// Still in flight with the client (offered again after the ack
+		// wait, or by a new consumer): its first delivery stands.
+		q.mu.Unlock()
+		msg.InProgress()
+		return nil, nil
 	}
+	q.maxSeen = seq
+	q.delivered = append(q.delivered, seq)
 	dup := seq <= q.dupUpTo
 	q.mu.Unlock()
 	return &delivery{q: q, msg: msg, m: m, seq: seq, redelivered: meta.NumDelivered > 1 || dup}, nil
@@ -430,6 +458,7 @@ func (q *queue) reopen() {
 	q.mu.Lock()
 	if q.iter != nil {
 		q.iter.Stop() // Next starts a new one on the new consumer
+		q.iter = nil
 	}
 	q.mu.Unlock()
 }
@@ -495,10 +524,18 @@ func (d *delivery) Ack() error {
 
 // Settle acknowledges the message and deletes it from the stream at once.
 func (d *delivery) Settle(ctx context.Context) error {
-	if err := d.q.b.queue.DeleteMsg(ctx, d.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := d.q.b.queue.DeleteMsg(ctx, d.seq); err != nil && !notFound(err) {
 		return unavailable(err)
 	}
 	d.q.ack(d.seq)
 	d.msg.Ack()
 	return nil
+}
+
+// notFound reports whether err says a stream message does not exist (any
+// of JetStream's codes for it).
+func notFound(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrMsgNotFound) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || apiErr.ErrorCode == 10057))
 }

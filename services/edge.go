@@ -21,6 +21,7 @@ import (
 
 	"github.com/relaymq/relay/broker"
 	"github.com/relaymq/relay/natsbus"
+	"github.com/relaymq/relay/services/authsvc"
 )
 
 // EdgeConfig configures one edge node.
@@ -35,7 +36,8 @@ type EdgeConfig struct {
 	// MQTTAddr is the TCP address for MQTT ("" disables it).
 	MQTTAddr string
 	// AllowAnonymous lets clients without credentials into the default
-	// tenant.
+	// tenant. Clients with credentials are checked by the control plane
+	// (relay control, or the one inside relay serve).
 	AllowAnonymous bool
 	// Broker holds the broker's limits; NodeID, Logger, Backbone and
 	// Authenticator are filled in by the edge.
@@ -53,6 +55,7 @@ type Edge struct {
 	nc     *nats.Conn
 	bus    *natsbus.Bus
 	broker *broker.Broker
+	auth   *authsvc.Client
 	mqtt   net.Listener
 
 	wg   sync.WaitGroup
@@ -143,11 +146,20 @@ func (e *Edge) Start(ctx context.Context) error {
 	brOpts := e.cfg.Broker
 	brOpts.NodeID, brOpts.Logger, brOpts.Backbone = e.cfg.NodeID, e.cfg.Logger, e.bus
 	if brOpts.Authenticator == nil {
-		brOpts.Authenticator = broker.Anonymous{Allow: e.cfg.AllowAnonymous}
+		// Clients with a username are checked by the control plane over
+		// NATS; the others are anonymous (default tenant) if allowed.
+		e.auth = authsvc.NewClient(nc, e.cfg.AllowAnonymous, e.cfg.Logger)
+		brOpts.Authenticator = e.auth
 	}
 	if e.broker, err = broker.New(brOpts); err != nil {
 		e.Close()
 		return err
+	}
+	if e.auth != nil {
+		if err := e.auth.Attach(e.broker); err != nil {
+			e.Close()
+			return err
+		}
 	}
 	if e.cfg.MQTTAddr != "" {
 		l, err := net.Listen("tcp", e.cfg.MQTTAddr)
@@ -188,6 +200,9 @@ func (e *Edge) NodeID() string { return e.cfg.NodeID }
 func (e *Edge) Close() error {
 	var errs []error
 	e.once.Do(func() {
+		if e.auth != nil {
+			errs = append(errs, e.auth.Close())
+		}
 		if e.broker != nil {
 			errs = append(errs, e.broker.Close())
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/relaymq/relay/broker/packet"
 	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services"
+	"github.com/relaymq/relay/tenant"
 )
 
 // Timeouts. They are generous for -race on a loaded CI machine; the tests
@@ -153,7 +154,7 @@ func injectMessage(t testing.TB, srv *services.Server, m *broker.Message) {
 		t.Fatalf("natsbus.New: %v", err)
 	}
 	if m.Tenant == "" {
-		m.Tenant = broker.DefaultTenant
+		m.Tenant = tenant.DefaultSlug
 	}
 	if m.QoS != 0 || m.Retain {
 		t.Fatal("injectMessage sends live QoS 0 messages only")

@@ -27,6 +27,9 @@ type ServeConfig struct {
 	HTTPAddr string
 	// Edge configures the in-process edge; NATSURLs are ignored.
 	Edge EdgeConfig
+	// Control configures the in-process control plane; an empty database
+	// URL or key file means SQLite and a key file in DataDir.
+	Control ControlConfig
 	// Logger receives logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -36,6 +39,8 @@ type Server struct {
 	cfg  ServeConfig
 	log  *slog.Logger
 	ns   *server.Server
+	ctl  *Control
+	cnc  *nats.Conn
 	edge *Edge
 	http *http.Server
 	hl   net.Listener
@@ -67,6 +72,21 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ns = ns
 	if s.cfg.NATSAddr != "" {
 		s.log.Info("NATS backbone listening for other edges", "url", ns.ClientURL())
+	}
+	cc := s.cfg.Control
+	cc.DataDirDefaults(s.cfg.DataDir)
+	cc.Logger = s.log
+	if s.ctl, err = OpenControl(ctx, cc); err != nil {
+		s.Close()
+		return err
+	}
+	if s.cnc, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("relay-control"), nats.MaxReconnects(-1)); err != nil {
+		s.Close()
+		return fmt.Errorf("control: %w", err)
+	}
+	if err := s.ctl.Serve(ctx, s.cnc); err != nil {
+		s.Close()
+		return err
 	}
 	ec := s.cfg.Edge
 	ec.NATSOptions = append(ec.NATSOptions, nats.InProcessServer(ns))
@@ -107,6 +127,9 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// Control returns the in-process control plane.
+func (s *Server) Control() *Control { return s.ctl }
+
 // Edge returns the in-process edge.
 func (s *Server) Edge() *Edge { return s.edge }
 
@@ -139,6 +162,12 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		if s.edge != nil {
 			errs = append(errs, s.edge.Close())
+		}
+		if s.ctl != nil {
+			errs = append(errs, s.ctl.Close())
+		}
+		if s.cnc != nil {
+			s.cnc.Drain()
 		}
 		if s.ns != nil {
 			s.ns.Shutdown()

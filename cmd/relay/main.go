@@ -39,9 +39,16 @@ Usage:
   relay <command> [flags]
 
 Commands:
-  serve     run everything in one process (embedded NATS with JetStream on disk)
-  edge      run one MQTT edge node against an external NATS cluster
-  version   print the version
+  serve       run everything in one process (embedded NATS with JetStream on disk, SQLite)
+  edge        run one MQTT edge node against an external NATS cluster
+  control     run the control plane (tenancy database, authentication service) against NATS
+  migrate     apply the database migrations
+  tenant      create, list, suspend and resume tenants
+  app         create apps
+  credential  create and revoke MQTT credentials
+  apikey      create HTTP API keys
+  acl         add, list and remove ACL rules
+  version     print the version
   help      show this help, or "relay help <command>"
 
 Every flag can also be set from the environment: --mqtt-addr is RELAY_MQTT_ADDR.
@@ -60,6 +67,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "edge":
 		return runEdge(ctx, args[1:], stdout, stderr)
+	case "control":
+		return runControl(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdout, stderr)
+	case "tenant", "app", "credential", "apikey", "acl":
+		return runAdmin(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "relay", version())
 		return 0
@@ -177,6 +190,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dataDir := fs.String("data-dir", "./data", "directory for all state (JetStream files)")
 	httpAddr := fs.String("http-addr", ":18083", "HTTP listen address for health checks (empty disables)")
 	natsAddr := fs.String("nats-addr", "", "expose the embedded NATS on HOST:PORT so that other edges (relay edge --nats-url) can join")
+	databaseURL := fs.String("database-url", "", "control-plane database: postgres://… (default: SQLite relay.db in --data-dir)")
+	keyFile := fs.String("secret-key-file", "", "key of the keyed hash of generated secrets (default: --data-dir/secret.key)")
+	baseDomain := fs.String("base-domain", "relay.localhost", "tenant host names are <slug>.<base-domain>")
 	if code := parse(fs, args, stderr); code != 0 {
 		return max(code, 0)
 	}
@@ -187,6 +203,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	srv, err := services.NewServer(services.ServeConfig{
 		DataDir: *dataDir, NATSAddr: *natsAddr, HTTPAddr: *httpAddr, Logger: log,
+		Control: services.ControlConfig{DatabaseURL: *databaseURL, SecretKeyFile: *keyFile, BaseDomain: *baseDomain},
 		Edge: services.EdgeConfig{
 			NodeID: cf.nodeID, MQTTAddr: cf.mqttAddr, AllowAnonymous: cf.allowAnonymous, Broker: cf.limits, Bus: cf.bus,
 		},
@@ -210,7 +227,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "  NATS  %s  (other edges: relay edge --nats-url %s)\n", u, u)
 	}
 	if !cf.allowAnonymous {
-		fmt.Fprintln(stdout, "  Anonymous clients are refused; start with --allow-anonymous to let them in.")
+		fmt.Fprintln(stdout, "  Anonymous clients are refused (--allow-anonymous lets them into the default tenant);")
+		fmt.Fprintln(stdout, "  create credentials with: relay tenant create acme && relay app create --tenant acme app1 && relay credential create --tenant acme --app app1")
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

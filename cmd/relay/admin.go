@@ -1,0 +1,398 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/services"
+	"github.com/relaymq/relay/services/admin"
+	"github.com/relaymq/relay/tenant"
+)
+
+// The operator's commands work on the database `relay serve` uses (SQLite
+// in --data-dir, or --database-url). Changes reach running edges within a
+// second through the control plane's change feed.
+
+// storeFlags are the flags that locate the control-plane database.
+type storeFlags struct {
+	dataDir     string
+	databaseURL string
+	keyFile     string
+	asJSON      bool
+}
+
+func (s *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.dataDir, "data-dir", "./data", "data directory of relay serve (SQLite database relay.db and secret.key)")
+	fs.StringVar(&s.databaseURL, "database-url", "", "control-plane database: postgres://… (default: SQLite in --data-dir)")
+	fs.StringVar(&s.keyFile, "secret-key-file", "", "key of the keyed hash of generated secrets (default: --data-dir/secret.key)")
+	fs.BoolVar(&s.asJSON, "json", false, "print machine-readable JSON")
+}
+
+func (s *storeFlags) control() services.ControlConfig {
+	c := services.ControlConfig{DatabaseURL: s.databaseURL, SecretKeyFile: s.keyFile}
+	c.DataDirDefaults(s.dataDir)
+	return c
+}
+
+// parseMixed parses flags that may come before, between or after the
+// positional arguments, then applies RELAY_<FLAG> for unset flags.
+func parseMixed(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, int) {
+	fs.SetOutput(stderr)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, -1
+			}
+			return nil, 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if code := parse(fs, nil, stderr); code != 0 {
+		return nil, code
+	}
+	return pos, 0
+}
+
+// adminCommand is one "relay <noun> <verb>" command.
+type adminCommand struct {
+	usage string // after "relay <noun> <verb>"
+	help  string
+	nargs int // positional arguments
+	flags func(fs *flag.FlagSet) func(ctx context.Context, c *services.Control, args []string, out io.Writer, asJSON bool) error
+}
+
+func runAdmin(ctx context.Context, noun string, args []string, stdout, stderr io.Writer) int {
+	verbs := adminCommands[noun]
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintf(stderr, "Usage: relay %s <command> [flags]\n\nCommands:\n", noun)
+		for _, v := range sortedKeys(verbs) {
+			fmt.Fprintf(stderr, "  relay %s %s %s\n      %s\n", noun, v, verbs[v].usage, verbs[v].help)
+		}
+		fmt.Fprintf(stderr, "\nRun \"relay %s <command> --help\" for its flags.\n", noun)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := verbs[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "relay %s: unknown command %q\n", noun, args[0])
+		return 2
+	}
+	name := noun + " " + args[0]
+	fs := newFlagSet(name, cmd.help+"\n\n  relay "+name+" "+cmd.usage)
+	var sf storeFlags
+	sf.register(fs)
+	run := cmd.flags(fs)
+	pos, code := parseMixed(fs, args[1:], stderr)
+	if code != 0 {
+		return max(code, 0)
+	}
+	if len(pos) != cmd.nargs {
+		fmt.Fprintf(stderr, "usage: relay %s %s\n", name, cmd.usage)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cc := sf.control()
+	cc.Logger = log
+	ctl, err := services.OpenControl(ctx, cc)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay %s: %v\n", name, err)
+		return 1
+	}
+	defer ctl.Close()
+	if err := run(ctx, ctl, pos, stdout, sf.asJSON); err != nil {
+		fmt.Fprintf(stderr, "relay %s: %v\n", name, err)
+		if errors.Is(err, tenant.ErrInvalid) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+const actorCLI = "cli"
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var adminCommands = map[string]map[string]adminCommand{
+	"tenant": {
+		"create": {usage: "SLUG [--name NAME]", help: "create a tenant (its hostname is SLUG.<base-domain>)", nargs: 1,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				name := fs.String("name", "", "display name (default: the slug)")
+				return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+					t, err := c.Admin().CreateTenant(ctx, actorCLI, a[0], *name)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, map[string]any{"slug": t.Slug, "name": t.Name, "status": t.Status})
+					}
+					fmt.Fprintf(out, "tenant %s created\n", t.Slug)
+					return nil
+				}
+			}},
+		"list": {usage: "", help: "list tenants", nargs: 0,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
+					ts, err := c.Admin().ListTenants(ctx)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						rows := make([]map[string]any, 0, len(ts))
+						for _, t := range ts {
+							rows = append(rows, map[string]any{"slug": t.Slug, "name": t.Name, "status": t.Status, "limits": t.Limits, "created_at": t.CreatedAt})
+						}
+						return printJSON(out, rows)
+					}
+					w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "SLUG\tNAME\tSTATUS\tCREATED")
+					for _, t := range ts {
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Slug, t.Name, t.Status, t.CreatedAt.Format("2006-01-02 15:04"))
+					}
+					return w.Flush()
+				}
+			}},
+		"suspend": {usage: "SLUG", help: "suspend a tenant: its clients are disconnected and its credentials stop working", nargs: 1,
+			flags: statusCommand(tenant.Suspended)},
+		"resume": {usage: "SLUG", help: "resume a suspended tenant", nargs: 1, flags: statusCommand(tenant.Active)},
+	},
+	"app": {
+		"create": {usage: "--tenant SLUG NAME", help: "create an app (it starts with one rule: allow publish and subscribe on #)", nargs: 1,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				slug := fs.String("tenant", "", "tenant slug")
+				return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+					app, err := c.Admin().CreateApp(ctx, actorCLI, *slug, a[0])
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, map[string]any{"tenant": *slug, "name": app.Name})
+					}
+					fmt.Fprintf(out, "app %s created in tenant %s (rule: allow all #)\n", app.Name, *slug)
+					return nil
+				}
+			}},
+	},
+	"credential": {
+		"create": {usage: "--tenant SLUG --app NAME [--client-id-pattern P]", help: "create an MQTT credential; the password is shown once", nargs: 0,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				slug := fs.String("tenant", "", "tenant slug")
+				app := fs.String("app", "", "app name")
+				pattern := fs.String("client-id-pattern", "", "restrict client IDs: a filter where '-' separates levels and %u is the username, e.g. \"%u-+\"")
+				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
+					cr, err := c.Admin().CreateCredential(ctx, actorCLI, *slug, *app, *pattern)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, cr)
+					}
+					fmt.Fprintf(out, "username: %s\npassword: %s\n(the password is not stored and will not be shown again)\n", cr.Username, cr.Password)
+					return nil
+				}
+			}},
+		"revoke": {usage: "--tenant SLUG USERNAME", help: "revoke a credential; its connected clients are disconnected", nargs: 1,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				slug := fs.String("tenant", "", "tenant slug")
+				return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+					if err := c.Admin().RevokeCredential(ctx, actorCLI, *slug, a[0]); err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, map[string]any{"revoked": a[0]})
+					}
+					fmt.Fprintf(out, "credential %s revoked\n", a[0])
+					return nil
+				}
+			}},
+	},
+	"apikey": {
+		"create": {usage: "--tenant SLUG --app NAME", help: "create an HTTP API key (Authorization: Bearer <key>); shown once", nargs: 0,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				slug := fs.String("tenant", "", "tenant slug")
+				app := fs.String("app", "", "app name")
+				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
+					k, err := c.Admin().CreateAPIKey(ctx, actorCLI, *slug, *app)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, k)
+					}
+					fmt.Fprintf(out, "key: %s\n(not stored; it will not be shown again)\n", k.Key)
+					return nil
+				}
+			}},
+	},
+	"acl": {
+		"add": {usage: "--tenant SLUG --subject app:NAME|cred:USER|role:NAME allow|deny publish|subscribe|all FILTER",
+			help: "add a rule; FILTER is an MQTT filter that may use %c (client ID) and %u (username) as whole levels; deny beats allow, nothing allowed is denied", nargs: 3,
+			flags: ruleCommand(true)},
+		"remove": {usage: "--tenant SLUG --subject SUBJECT allow|deny publish|subscribe|all FILTER", help: "remove a rule", nargs: 3,
+			flags: ruleCommand(false)},
+		"list": {usage: "--tenant SLUG", help: "list a tenant's rules", nargs: 0,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				slug := fs.String("tenant", "", "tenant slug")
+				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
+					rules, err := c.Admin().ListRules(ctx, *slug)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, rules)
+					}
+					w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "SUBJECT\tEFFECT\tACTION\tFILTER")
+					for _, r := range rules {
+						fmt.Fprintf(w, "%s\t%s\n", r.Subject, strings.ReplaceAll(ruleText(r.Rule), " ", "\t"))
+					}
+					return w.Flush()
+				}
+			}},
+	},
+}
+
+func statusCommand(st tenant.Status) func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+	return func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+		return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+			t, err := c.Admin().SetStatus(ctx, actorCLI, a[0], st)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, map[string]any{"slug": t.Slug, "status": t.Status})
+			}
+			fmt.Fprintf(out, "tenant %s %s\n", t.Slug, t.Status)
+			return nil
+		}
+	}
+}
+
+func ruleCommand(add bool) func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+	return func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+		slug := fs.String("tenant", "", "tenant slug")
+		subject := fs.String("subject", "", "who the rule is for: app:NAME, cred:USERNAME or role:NAME")
+		return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+			r, err := parseRuleArgs(a)
+			if err != nil {
+				return err
+			}
+			if add {
+				err = c.Admin().AddRule(ctx, actorCLI, *slug, *subject, r)
+			} else {
+				err = c.Admin().RemoveRule(ctx, actorCLI, *slug, *subject, r)
+			}
+			if err != nil {
+				return err
+			}
+			verb := "added"
+			if !add {
+				verb = "removed"
+			}
+			if asJSON {
+				return printJSON(out, map[string]any{verb: ruleText(r), "subject": *subject})
+			}
+			fmt.Fprintf(out, "rule %s: %s %s\n", verb, *subject, ruleText(r))
+			return nil
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+func parseRuleArgs(a []string) (auth.Rule, error) { return admin.ParseRule(a[0], a[1], a[2]) }
+
+func ruleText(r auth.Rule) string { return admin.RuleString(r) }
+
+// runMigrate applies pending migrations.
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("migrate", "Apply the database migrations (relay serve and relay control also do it on start).")
+	var sf storeFlags
+	sf.register(fs)
+	if code := parse(fs, args, stderr); code != 0 {
+		return max(code, 0)
+	}
+	cc := sf.control()
+	cc.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctl, err := services.OpenControl(ctx, cc)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay migrate:", err)
+		return 1
+	}
+	defer ctl.Close()
+	fmt.Fprintln(stdout, "database is up to date")
+	return 0
+}
+
+// runControl runs the control plane against an external NATS.
+func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("control", "Run the control plane: the tenancy database and the authentication service that\nedges ask at CONNECT (over NATS, in a queue group: run several for load sharing).")
+	var sf storeFlags
+	sf.register(fs)
+	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	baseDomain := fs.String("base-domain", "relay.localhost", "tenant host names are <slug>.<base-domain>")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if code := parse(fs, args, stderr); code != 0 {
+		return max(code, 0)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(stderr, "relay control:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	cc := sf.control()
+	cc.Logger, cc.BaseDomain = log, *baseDomain
+	ctl, err := services.OpenControl(ctx, cc)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	defer ctl.Close()
+	nc, err := nats.Connect(*natsURL, nats.Name("relay-control"), nats.MaxReconnects(-1))
+	if err != nil {
+		log.Error("connecting to NATS", "err", err)
+		return 1
+	}
+	defer nc.Drain()
+	if err := ctl.Serve(ctx, nc); err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "Relay control plane %s is running (NATS %s)\n", version(), *natsURL)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return 0
+}

@@ -1,0 +1,273 @@
+// Package admin is the tenancy operations the CLI, the dashboard and the
+// HTTP API share: each one validates, writes the store and the policies,
+// and leaves an audit record, which is also the change feed the control
+// plane pushes to edges.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/broker/topic"
+	"github.com/relaymq/relay/tenant"
+)
+
+// Admin performs tenancy operations.
+type Admin struct {
+	store tenant.Store
+	pol   *auth.Policies
+	keyed *auth.Keyed
+}
+
+// New returns an Admin over the store, policies and secret hasher.
+func New(store tenant.Store, pol *auth.Policies, keyed *auth.Keyed) *Admin {
+	return &Admin{store: store, pol: pol, keyed: keyed}
+}
+
+func (a *Admin) audit(ctx context.Context, t *tenant.Tenant, actor, action, target, detail string) error {
+	return a.store.AddAudit(ctx, &tenant.AuditRecord{TenantID: t.ID, Actor: actor, Action: action, Target: target, Detail: detail})
+}
+
+// CreateTenant creates an active tenant.
+func (a *Admin) CreateTenant(ctx context.Context, actor, slug, name string) (*tenant.Tenant, error) {
+	if !tenant.ValidSlug(slug) || slug == tenant.DefaultSlug {
+		return nil, fmt.Errorf("%w: tenant slug %q: use 1-32 lower-case letters, digits and inner hyphens (not %q)", tenant.ErrInvalid, slug, tenant.DefaultSlug)
+	}
+	if name == "" {
+		name = slug
+	}
+	t := &tenant.Tenant{Slug: slug, Name: name, Status: tenant.Active}
+	if err := a.store.CreateTenant(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, a.audit(ctx, t, actor, "tenant.create", slug, "")
+}
+
+// Tenant returns the tenant with this slug.
+func (a *Admin) Tenant(ctx context.Context, slug string) (*tenant.Tenant, error) {
+	return a.store.TenantBySlug(ctx, slug)
+}
+
+// ListTenants returns every tenant.
+func (a *Admin) ListTenants(ctx context.Context) ([]tenant.Tenant, error) { return a.store.ListTenants(ctx) }
+
+// SetStatus suspends or resumes a tenant. Suspending disconnects its
+// clients and stops its credentials from working.
+func (a *Admin) SetStatus(ctx context.Context, actor, slug string, st tenant.Status) (*tenant.Tenant, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	t.Status = st
+	if err := a.store.UpdateTenant(ctx, t); err != nil {
+		return nil, err
+	}
+	action := "tenant.resume"
+	if st == tenant.Suspended {
+		action = "tenant.suspend"
+	}
+	return t, a.audit(ctx, t, actor, action, slug, "")
+}
+
+// CreateApp creates an app with the default rule (publish and subscribe on
+// all of the tenant's topics), visible and editable like any other.
+func (a *Admin) CreateApp(ctx context.Context, actor, slug, name string) (*tenant.App, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	if !tenant.ValidName(name) {
+		return nil, fmt.Errorf("%w: app name %q: use letters, digits, '_' and '-'", tenant.ErrInvalid, name)
+	}
+	app := &tenant.App{TenantID: t.ID, Name: name}
+	if err := a.store.CreateApp(ctx, app); err != nil {
+		return nil, err
+	}
+	for _, r := range auth.DefaultAppRules() {
+		if err := a.pol.AddRule(ctx, slug, "app:"+name, r); err != nil {
+			return nil, err
+		}
+	}
+	return app, a.audit(ctx, t, actor, "acl.add", "app:"+name, "default rule")
+}
+
+// NewCredential is a credential just created, with its secret (shown once).
+type NewCredential struct {
+	// Username is what a client sends as MQTT username on plain TCP
+	// (<user>@<tenant>); on a tenant host name the part before '@' is
+	// enough.
+	Username string `json:"username"`
+	// Password is the generated secret; Relay keeps only a keyed hash.
+	Password string `json:"password"`
+	// Tenant and App name where it belongs.
+	Tenant string `json:"tenant"`
+	App    string `json:"app"`
+}
+
+// CreateCredential generates a username and a secret for the app.
+func (a *Admin) CreateCredential(ctx context.Context, actor, slug, appName, clientIDPattern string) (*NewCredential, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	app, err := a.store.AppByName(ctx, t.ID, appName)
+	if err != nil {
+		return nil, err
+	}
+	if clientIDPattern != "" {
+		if err := topic.ValidateFilter(strings.ReplaceAll(strings.ReplaceAll(clientIDPattern, "%u", "u"), "-", "/")); err != nil {
+			return nil, fmt.Errorf("%w: client ID pattern %q: %w", tenant.ErrInvalid, clientIDPattern, err)
+		}
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	user := appName + "-" + hex.EncodeToString(b[:])
+	secret := auth.NewSecret()
+	c := &tenant.Credential{
+		TenantID: t.ID, AppID: app.ID, Username: user, SecretHash: a.keyed.Hash([]byte(secret)),
+		HashScheme: tenant.SchemeKeyed, ClientIDPattern: clientIDPattern,
+	}
+	if err := a.store.CreateCredential(ctx, c); err != nil {
+		return nil, err
+	}
+	if err := a.pol.LinkCredential(ctx, slug, user, appName); err != nil {
+		return nil, err
+	}
+	if err := a.audit(ctx, t, actor, "credential.create", user, "app "+appName); err != nil {
+		return nil, err
+	}
+	return &NewCredential{Username: user + "@" + slug, Password: secret, Tenant: slug, App: appName}, nil
+}
+
+// RevokeCredential revokes a credential and disconnects its clients.
+// username may carry the "@<tenant>" suffix.
+func (a *Admin) RevokeCredential(ctx context.Context, actor, slug, username string) error {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return err
+	}
+	username = strings.TrimSuffix(username, "@"+slug)
+	if err := a.store.RevokeCredential(ctx, t.ID, username); err != nil {
+		return err
+	}
+	return a.audit(ctx, t, actor, "credential.revoke", username, "")
+}
+
+// NewAPIKey is an API key just created (shown once).
+type NewAPIKey struct {
+	// Key is sent as "Authorization: Bearer <key>".
+	Key    string `json:"key"`
+	Prefix string `json:"prefix"`
+	Tenant string `json:"tenant"`
+	App    string `json:"app"`
+}
+
+// CreateAPIKey creates an HTTP API key for the app.
+func (a *Admin) CreateAPIKey(ctx context.Context, actor, slug, appName string) (*NewAPIKey, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	app, err := a.store.AppByName(ctx, t.ID, appName)
+	if err != nil {
+		return nil, err
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := "rk_" + hex.EncodeToString(b[:])
+	secret := auth.NewSecret()
+	k := &tenant.APIKey{TenantID: t.ID, AppID: app.ID, Prefix: prefix, SecretHash: a.keyed.Hash([]byte(secret))}
+	if err := a.store.CreateAPIKey(ctx, k); err != nil {
+		return nil, err
+	}
+	if err := a.audit(ctx, t, actor, "apikey.create", prefix, "app "+appName); err != nil {
+		return nil, err
+	}
+	return &NewAPIKey{Key: prefix + "." + secret, Prefix: prefix, Tenant: slug, App: appName}, nil
+}
+
+// AddRule adds an ACL rule for a subject ("app:<name>", "cred:<username>"
+// or "role:<name>") of the tenant.
+func (a *Admin) AddRule(ctx context.Context, actor, slug, subject string, r auth.Rule) error {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if err := validSubject(subject); err != nil {
+		return err
+	}
+	if err := topic.ValidateFilter(strings.NewReplacer("%c", "c", "%u", "u").Replace(r.Filter)); err != nil {
+		return fmt.Errorf("%w: filter %q: %w", tenant.ErrInvalid, r.Filter, err)
+	}
+	if err := a.pol.AddRule(ctx, slug, subject, r); err != nil {
+		return err
+	}
+	return a.audit(ctx, t, actor, "acl.add", subject, RuleString(r))
+}
+
+// RemoveRule removes an ACL rule.
+func (a *Admin) RemoveRule(ctx context.Context, actor, slug, subject string, r auth.Rule) error {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if err := a.pol.RemoveRule(ctx, slug, subject, r); err != nil {
+		return err
+	}
+	return a.audit(ctx, t, actor, "acl.remove", subject, RuleString(r))
+}
+
+// ListRules returns the tenant's rules.
+func (a *Admin) ListRules(ctx context.Context, slug string) ([]auth.SubjectRule, error) {
+	if _, err := a.store.TenantBySlug(ctx, slug); err != nil {
+		return nil, err
+	}
+	return a.pol.ListRules(ctx, slug)
+}
+
+func validSubject(s string) error {
+	kind, name, ok := strings.Cut(s, ":")
+	if !ok || (kind != "app" && kind != "cred" && kind != "role") || !tenant.ValidName(name) {
+		return fmt.Errorf("%w: subject %q: use app:<name>, cred:<username> or role:<name>", tenant.ErrInvalid, s)
+	}
+	return nil
+}
+
+// RuleString formats a rule as "allow|deny publish|subscribe|all FILTER".
+func RuleString(r auth.Rule) string {
+	eff := "allow"
+	if r.Effect == auth.Deny {
+		eff = "deny"
+	}
+	act := map[auth.Action]string{auth.Publish: "publish", auth.Subscribe: "subscribe", auth.PubSub: "all"}[r.Action]
+	return eff + " " + act + " " + r.Filter
+}
+
+// ParseRule parses "allow|deny publish|subscribe|all FILTER".
+func ParseRule(effect, action, filter string) (auth.Rule, error) {
+	var r auth.Rule
+	switch effect {
+	case "allow":
+		r.Effect = auth.Allow
+	case "deny":
+		r.Effect = auth.Deny
+	default:
+		return r, fmt.Errorf("%w: effect %q: use allow or deny", tenant.ErrInvalid, effect)
+	}
+	switch action {
+	case "publish", "pub":
+		r.Action = auth.Publish
+	case "subscribe", "sub":
+		r.Action = auth.Subscribe
+	case "all", "pubsub":
+		r.Action = auth.PubSub
+	default:
+		return r, fmt.Errorf("%w: action %q: use publish, subscribe or all", tenant.ErrInvalid, action)
+	}
+	r.Filter = filter
+	return r, nil
+}

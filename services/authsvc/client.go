@@ -1,0 +1,165 @@
+package authsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/broker"
+)
+
+// Client is an edge's broker.Authenticator: clients without a username go
+// to the Anonymous authenticator, the others are checked by a Service over
+// NATS. It also applies the changes Services push to the edge's live
+// connections.
+type Client struct {
+	nc   *nats.Conn
+	anon broker.Anonymous
+	log  *slog.Logger
+	b    *broker.Broker
+	sub  *nats.Subscription
+}
+
+var _ broker.Authenticator = (*Client)(nil)
+
+// NewClient returns a Client; allowAnonymous lets clients without a
+// username into the default tenant.
+func NewClient(nc *nats.Conn, allowAnonymous bool, log *slog.Logger) *Client {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Client{nc: nc, anon: broker.Anonymous{Allow: allowAnonymous}, log: log.With("component", "authclient")}
+}
+
+// Authenticate implements broker.Authenticator. If no Service answers,
+// the error wraps auth.ErrUnavailable (CONNACK "server unavailable").
+func (c *Client) Authenticate(ctx context.Context, info *broker.ConnectInfo) (*auth.Principal, error) {
+	if !info.HasUsername {
+		return c.anon.Authenticate(ctx, info)
+	}
+	req := connectRequest{Username: info.Username, Password: info.Password, ClientID: info.ClientID, ServerName: info.ServerName}
+	if info.RemoteAddr != nil {
+		req.Remote = info.RemoteAddr.String()
+	}
+	data, _ := json.Marshal(&req)
+	msg, err := c.nc.RequestWithContext(ctx, SubjectConnect, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
+	}
+	var rep connectReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return nil, fmt.Errorf("%w: bad reply: %w", auth.ErrUnavailable, err)
+	}
+	switch rep.Result {
+	case resultOK:
+	case resultBadCredentials:
+		return nil, auth.ErrBadCredentials
+	case resultNotAuthorized:
+		return nil, auth.ErrNotAuthorized
+	default:
+		return nil, auth.ErrUnavailable
+	}
+	p := &auth.Principal{Tenant: rep.Tenant, Username: rep.Username, CredentialID: rep.CredentialID, App: rep.App, Limits: rep.Limits}
+	p.SetRules(auth.Compile(rep.Rules, info.ClientID, rep.Username))
+	return p, nil
+}
+
+// Attach starts applying pushed changes to b's live connections.
+func (c *Client) Attach(b *broker.Broker) error {
+	c.b = b
+	sub, err := c.nc.Subscribe(SubjectChanged+"*", c.onChange)
+	if err != nil {
+		return fmt.Errorf("authclient: %w", err)
+	}
+	c.sub = sub
+	return nil
+}
+
+// Close stops applying changes.
+func (c *Client) Close() error {
+	if c.sub != nil {
+		return c.sub.Unsubscribe()
+	}
+	return nil
+}
+
+func (c *Client) onChange(m *nats.Msg) {
+	slug := strings.TrimPrefix(m.Subject, SubjectChanged)
+	var ch change
+	if err := json.Unmarshal(m.Data, &ch); err != nil {
+		return
+	}
+	// Off the NATS callback: kicks wait for connections to close.
+	go c.apply(slug, ch)
+}
+
+func (c *Client) apply(slug string, ch change) {
+	switch ch.Kind {
+	case changeRevoke:
+		n := c.b.KickWhere(slug, func(_ string, p *auth.Principal) bool { return p.Username == ch.Username })
+		if n > 0 {
+			c.log.Info("credential revoked: clients disconnected", "tenant", slug, "username", ch.Username, "clients", n)
+		}
+	case changeSuspend:
+		n := c.b.KickWhere(slug, func(string, *auth.Principal) bool { return true })
+		c.log.Info("tenant suspended: clients disconnected", "tenant", slug, "clients", n)
+	case changeRules:
+		c.refreshRules(slug)
+	}
+}
+
+// refreshRules fetches the rules of every live credential of the tenant
+// and recompiles them for each connection.
+func (c *Client) refreshRules(slug string) {
+	type key struct{ user, app string }
+	fetched := map[key][]auth.Rule{}
+	failed := map[key]bool{}
+	c.b.ForEachClient(slug, func(clientID string, p *auth.Principal) {
+		if p.Username == "" {
+			return
+		}
+		k := key{p.Username, p.App}
+		rules, ok := fetched[k]
+		if !ok && !failed[k] {
+			var err error
+			rules, err = c.rules(slug, p.Username, p.App)
+			if err != nil {
+				c.log.Warn("refreshing rules; the connection keeps its old rules", "tenant", slug, "username", p.Username, "err", err)
+				failed[k] = true
+				return
+			}
+			fetched[k] = rules
+		}
+		if failed[k] {
+			return
+		}
+		p.SetRules(auth.Compile(rules, clientID, p.Username))
+	})
+	if len(fetched) > 0 {
+		c.log.Info("rules refreshed", "tenant", slug, "credentials", len(fetched))
+	}
+}
+
+func (c *Client) rules(slug, user, app string) ([]auth.Rule, error) {
+	data, _ := json.Marshal(&rulesRequest{Tenant: slug, Username: user, App: app})
+	ctx, cancel := context.WithTimeout(context.Background(), 5e9)
+	defer cancel()
+	msg, err := c.nc.RequestWithContext(ctx, SubjectRules, data)
+	if err != nil {
+		return nil, err
+	}
+	var rep rulesReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return nil, err
+	}
+	if rep.Result != resultOK {
+		return nil, errors.New(rep.Result)
+	}
+	return rep.Rules, nil
+}

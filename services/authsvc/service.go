@@ -1,0 +1,298 @@
+package authsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/broker/topic"
+	"github.com/relaymq/relay/tenant"
+)
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	// Conn is the NATS connection (not closed by the Service). Required.
+	Conn *nats.Conn
+	// Store holds tenants and credentials. Required.
+	Store tenant.Store
+	// Policies holds ACL rules. Required.
+	Policies *auth.Policies
+	// Keyed verifies generated secrets. Required.
+	Keyed *auth.Keyed
+	// BaseDomain: a client connecting to <slug>.<BaseDomain> (TLS SNI,
+	// WebSocket Host) belongs to tenant <slug>.
+	BaseDomain string
+	// PollInterval is how often the change feed (audit records) is read.
+	// Default 250 ms, so that changes reach edges within a second.
+	PollInterval time.Duration
+	// Logger receives logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service answers edges' CONNECT checks and rule lookups, and pushes
+// tenancy changes (from any writer of the database: CLI, dashboard, API) to
+// edges.
+type Service struct {
+	opts ServiceOptions
+	log  *slog.Logger
+	subs []*nats.Subscription
+	// dummy is verified when a username does not exist, so that a
+	// refusal takes as long whatever was wrong.
+	dummy *tenant.Credential
+
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// NewService validates opts.
+func NewService(opts ServiceOptions) (*Service, error) {
+	if opts.Conn == nil || opts.Store == nil || opts.Policies == nil || opts.Keyed == nil {
+		return nil, errors.New("authsvc: Conn, Store, Policies and Keyed are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 250 * time.Millisecond
+	}
+	dummy := &tenant.Credential{HashScheme: tenant.SchemeKeyed, SecretHash: opts.Keyed.Hash([]byte(auth.NewSecret()))}
+	return &Service{opts: opts, log: opts.Logger.With("component", "authsvc"), dummy: dummy, quit: make(chan struct{})}, nil
+}
+
+// Start subscribes the service (in the shared queue group) and starts
+// pushing changes.
+func (s *Service) Start(ctx context.Context) error {
+	for subj, h := range map[string]nats.MsgHandler{SubjectConnect: s.onConnect, SubjectRules: s.onRules} {
+		sub, err := s.opts.Conn.QueueSubscribe(subj, QueueGroup, h)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("authsvc: subscribe %s: %w", subj, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	s.wg.Add(1)
+	go s.pushChanges()
+	return nil
+}
+
+// Close unsubscribes and stops pushing; it is idempotent.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		close(s.quit)
+		for _, sub := range s.subs {
+			sub.Drain()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}
+
+func (s *Service) onConnect(m *nats.Msg) {
+	var req connectRequest
+	reply := connectReply{Result: resultBadCredentials}
+	if err := json.Unmarshal(m.Data, &req); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		reply = s.check(ctx, &req)
+		cancel()
+	}
+	data, _ := json.Marshal(&reply)
+	m.Respond(data)
+}
+
+// check authenticates one CONNECT. Refusals never say which part was
+// wrong, and an unknown user costs the same as a wrong password.
+func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
+	refuse := func(result, why string) connectReply {
+		s.log.Info("connect refused", "username", req.Username, "client", req.ClientID, "remote", req.Remote, "why", why)
+		return connectReply{Result: result}
+	}
+	user, slug := req.Username, ""
+	if i := strings.LastIndexByte(user, '@'); i >= 0 {
+		user, slug = user[:i], user[i+1:]
+	}
+	if host := s.hostTenant(req.ServerName); host != "" {
+		if slug != "" && slug != host {
+			auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+			return refuse(resultNotAuthorized, "host name of another tenant")
+		}
+		slug = host
+	}
+	if slug == "" || user == "" {
+		auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		return refuse(resultBadCredentials, "no tenant in username or host name")
+	}
+	t, err := s.opts.Store.TenantBySlug(ctx, slug)
+	if err != nil {
+		auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		if errors.Is(err, tenant.ErrNotFound) {
+			return refuse(resultBadCredentials, "unknown tenant")
+		}
+		s.log.Error("loading tenant", "tenant", slug, "err", err)
+		return connectReply{Result: resultUnavailable}
+	}
+	c, err := s.opts.Store.CredentialByUsername(ctx, t.ID, user)
+	if err != nil {
+		auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		if errors.Is(err, tenant.ErrNotFound) {
+			return refuse(resultBadCredentials, "unknown username")
+		}
+		s.log.Error("loading credential", "tenant", slug, "err", err)
+		return connectReply{Result: resultUnavailable}
+	}
+	if !auth.VerifyCredential(s.opts.Keyed, c, req.Password) {
+		return refuse(resultBadCredentials, "wrong password or revoked")
+	}
+	if t.Status != tenant.Active {
+		return refuse(resultNotAuthorized, "tenant suspended")
+	}
+	if c.ClientIDPattern != "" && !clientIDAllowed(c.ClientIDPattern, req.ClientID, user) {
+		return refuse(resultNotAuthorized, "client ID not allowed for this credential")
+	}
+	app, err := s.opts.Store.AppByID(ctx, t.ID, c.AppID)
+	if err != nil {
+		s.log.Error("loading app", "tenant", slug, "err", err)
+		return connectReply{Result: resultUnavailable}
+	}
+	rules, err := s.opts.Policies.RulesFor(ctx, t.Slug, user, app.Name)
+	if err != nil {
+		s.log.Error("loading rules", "tenant", slug, "err", err)
+		return connectReply{Result: resultUnavailable}
+	}
+	return connectReply{
+		Result: resultOK, Tenant: t.Slug, Username: user, CredentialID: c.ID, App: app.Name,
+		Limits: t.Limits, Rules: rules,
+	}
+}
+
+// hostTenant returns the tenant slug of a host name <slug>.<base-domain>.
+func (s *Service) hostTenant(host string) string {
+	if host == "" || s.opts.BaseDomain == "" {
+		return ""
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	suffix := "." + strings.ToLower(s.opts.BaseDomain)
+	if !strings.HasSuffix(host, suffix) {
+		return ""
+	}
+	slug := host[:len(host)-len(suffix)]
+	if !tenant.ValidSlug(slug) {
+		return ""
+	}
+	return slug
+}
+
+// clientIDAllowed matches a client ID against a credential's pattern: an
+// MQTT-style filter in which '-' separates levels and %u is the username.
+func clientIDAllowed(pattern, clientID, username string) bool {
+	if strings.ContainsAny(clientID, "/+#") {
+		return false
+	}
+	f := strings.ReplaceAll(strings.ReplaceAll(pattern, "%u", username), "-", "/")
+	return topic.ValidateFilter(f) == nil && topic.Match(f, []byte(strings.ReplaceAll(clientID, "-", "/")))
+}
+
+func (s *Service) onRules(m *nats.Msg) {
+	var req rulesRequest
+	reply := rulesReply{Result: resultUnavailable}
+	if err := json.Unmarshal(m.Data, &req); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rules, err := s.opts.Policies.RulesFor(ctx, req.Tenant, req.Username, req.App)
+		cancel()
+		if err == nil {
+			reply = rulesReply{Result: resultOK, Rules: rules}
+		} else {
+			s.log.Error("loading rules", "tenant", req.Tenant, "err", err)
+		}
+	}
+	data, _ := json.Marshal(&reply)
+	m.Respond(data)
+}
+
+// pushChanges reads the change feed (audit records, written by every
+// process that changes tenancy) and tells edges what to do.
+func (s *Service) pushChanges() {
+	defer s.wg.Done()
+	since := time.Now().UTC()
+	seen := map[string]bool{} // records at exactly `since` already pushed
+	t := time.NewTicker(s.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		recs, err := s.opts.Store.AuditSince(ctx, since, 500)
+		if err != nil {
+			cancel()
+			s.log.Warn("reading change feed", "err", err)
+			continue
+		}
+		reloaded := false
+		for _, r := range recs {
+			if seen[r.ID] {
+				continue
+			}
+			if r.At.After(since) {
+				since, seen = r.At, map[string]bool{}
+			}
+			seen[r.ID] = true
+			kind, user := classify(r.Action)
+			if kind == "" {
+				continue
+			}
+			if kind == changeRules && !reloaded {
+				// Another process may have changed the policies.
+				if err := s.opts.Policies.Reload(ctx); err != nil {
+					s.log.Warn("reloading policies", "err", err)
+				}
+				reloaded = true
+			}
+			if kind == changeRevoke {
+				user = r.Target
+			}
+			slug, err := s.slugOf(ctx, r.TenantID)
+			if err != nil {
+				s.log.Warn("change for unknown tenant", "tenant_id", r.TenantID, "err", err)
+				continue
+			}
+			data, _ := json.Marshal(&change{Kind: kind, Username: user})
+			if err := s.opts.Conn.Publish(SubjectChanged+slug, data); err != nil {
+				s.log.Warn("pushing change", "err", err)
+			}
+			s.log.Info("change pushed to edges", "tenant", slug, "action", r.Action, "target", r.Target)
+		}
+		cancel()
+	}
+}
+
+func (s *Service) slugOf(ctx context.Context, tenantID string) (string, error) {
+	t, err := s.opts.Store.TenantByID(ctx, tenantID)
+	if err != nil {
+		return "", err
+	}
+	return t.Slug, nil
+}
+
+// classify maps an audit action to the change edges must apply.
+func classify(action string) (kind, username string) {
+	switch {
+	case action == "credential.revoke":
+		return changeRevoke, ""
+	case action == "tenant.suspend":
+		return changeSuspend, ""
+	case strings.HasPrefix(action, "acl."), action == "credential.create", action == "tenant.limits":
+		return changeRules, ""
+	}
+	return "", ""
+}

@@ -1,0 +1,78 @@
+// Package authsvc carries authentication between edges and the control
+// plane over NATS: the Service (control plane) answers CONNECT checks and
+// rule lookups in a queue group and pushes tenancy changes; the Client
+// (edge) is the broker's Authenticator and applies the pushed changes to
+// live connections. Per-message ACL checks never leave the edge: the Client
+// compiles the rules it receives into the connection's auth.RuleSet.
+package authsvc
+
+import (
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/tenant"
+)
+
+// Subjects of the protocol (version 1).
+const (
+	// SubjectConnect: request connectRequest, reply connectReply.
+	SubjectConnect = "rly.auth.v1.connect"
+	// SubjectRules: request rulesRequest, reply rulesReply.
+	SubjectRules = "rly.auth.v1.rules"
+	// SubjectChanged + tenant slug: pushed change (change).
+	SubjectChanged = "rly.auth.v1.changed."
+	// QueueGroup is the queue group of every Service, so that several
+	// control processes share the load.
+	QueueGroup = "relay-auth"
+)
+
+// Results of a connect check.
+const (
+	resultOK             = "ok"
+	resultBadCredentials = "bad_credentials"
+	resultNotAuthorized  = "not_authorized"
+	resultUnavailable    = "unavailable"
+)
+
+type connectRequest struct {
+	Username   string `json:"username"`
+	Password   []byte `json:"password"`
+	ClientID   string `json:"client_id"`
+	ServerName string `json:"server_name,omitempty"`
+	Remote     string `json:"remote,omitempty"`
+}
+
+type connectReply struct {
+	Result       string        `json:"result"`
+	Tenant       string        `json:"tenant,omitempty"`
+	Username     string        `json:"username,omitempty"`
+	CredentialID string        `json:"credential_id,omitempty"`
+	App          string        `json:"app,omitempty"`
+	Limits       tenant.Limits `json:"limits"`
+	Rules        []auth.Rule   `json:"rules,omitempty"`
+}
+
+type rulesRequest struct {
+	Tenant   string `json:"tenant"`
+	Username string `json:"username"`
+	App      string `json:"app"`
+}
+
+type rulesReply struct {
+	Result string      `json:"result"`
+	Rules  []auth.Rule `json:"rules,omitempty"`
+}
+
+// Kinds of pushed changes.
+const (
+	// changeRules: a tenant's rules (or a credential's app) changed; edges
+	// fetch the rules of its live connections again.
+	changeRules = "rules"
+	// changeRevoke: a credential was revoked; edges disconnect its clients.
+	changeRevoke = "revoke"
+	// changeSuspend: the tenant was suspended; edges disconnect all of it.
+	changeSuspend = "suspend"
+)
+
+type change struct {
+	Kind     string `json:"kind"`
+	Username string `json:"username,omitempty"`
+}
