@@ -53,7 +53,9 @@ func (a *Admin) Tenant(ctx context.Context, slug string) (*tenant.Tenant, error)
 }
 
 // ListTenants returns every tenant.
-func (a *Admin) ListTenants(ctx context.Context) ([]tenant.Tenant, error) { return a.store.ListTenants(ctx) }
+func (a *Admin) ListTenants(ctx context.Context) ([]tenant.Tenant, error) {
+	return a.store.ListTenants(ctx)
+}
 
 // SetStatus suspends or resumes a tenant. Suspending disconnects its
 // clients and stops its credentials from working.
