@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -55,6 +56,10 @@ type client struct {
 	qos2in map[uint16]struct{}
 	// inSem bounds the client's QoS ≥ 1 publishes waiting for the backbone.
 	inSem chan struct{}
+	// aclSeen is the rule set aclDenied was computed for; aclDenied holds
+	// the subscriptions those rules no longer allow (see deniedSub).
+	aclSeen   atomic.Pointer[auth.RuleSet]
+	aclDenied atomic.Pointer[map[string]bool]
 	// limiter enforces the tenant's per-client publish rate (nil: none).
 	limiter   *rate.Limiter
 	limitWait time.Duration

@@ -3,7 +3,9 @@ package broker
 import (
 	"time"
 
+	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/broker/topic"
 )
 
 // outItem is one packet waiting for the writer.
@@ -90,9 +92,51 @@ func (c *client) deliverLive(m *Message, s *Subscription) {
 	if s.NoLocal && m.ClientID == c.id {
 		return // [MQTT-3.8.3-3]
 	}
+	if c.deniedSub(s.Filter) {
+		return
+	}
 	qos := min(m.QoS, s.QoS)
 	retain := s.RetainAsPublished && m.Retain // [MQTT-3.3.1-9]
 	c.deliver(m, qos, retain, s.ID)
+}
+
+// deniedSub reports whether the connection's rules, changed since it
+// subscribed, no longer allow the subscription: its deliveries stop (MQTT
+// has no way to tell the client). The verdicts are computed once per rules
+// change; the common case is two atomic loads.
+func (c *client) deniedSub(filter string) bool {
+	rules := c.principal.Rules()
+	if rules != c.aclSeen.Load() {
+		c.refreshACL(rules)
+	}
+	d := c.aclDenied.Load()
+	return d != nil && (*d)[filter]
+}
+
+// refreshACL recomputes which subscriptions the rules deny.
+func (c *client) refreshACL(rules *auth.RuleSet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.aclSeen.Load() == rules {
+		return
+	}
+	var denied map[string]bool
+	for filter := range c.subs {
+		f, err := topic.ParseFilter(filter)
+		if err == nil && !rules.CanSubscribe(f.Topic) {
+			if denied == nil {
+				denied = make(map[string]bool)
+			}
+			denied[filter] = true
+		}
+	}
+	if denied != nil {
+		c.log.Info("rules changed: deliveries stop for subscriptions no longer allowed", "filters", len(denied))
+		c.aclDenied.Store(&denied)
+	} else {
+		c.aclDenied.Store(nil)
+	}
+	c.aclSeen.Store(rules)
 }
 
 // deliver queues m for the client.

@@ -237,6 +237,9 @@ func (c *client) queueLoop() {
 			}
 		}
 		m := d.Message()
+		if rules := c.principal.Rules(); rules != c.aclSeen.Load() {
+			c.refreshACL(rules)
+		}
 		qos := c.queueQoS(m)
 		if qos == 0 || (!m.Expiry.IsZero() && time.Now().After(m.Expiry)) {
 			// No longer subscribed (or expired): done with it.
@@ -273,8 +276,9 @@ func (c *client) released(id uint16, seq uint64) bool {
 func (c *client) queueQoS(m *Message) byte {
 	var best byte
 	c.mu.Lock()
+	d := c.aclDenied.Load()
 	for _, s := range c.subs {
-		if s.QoS <= best || !durable(s.Filter) {
+		if s.QoS <= best || !durable(s.Filter) || (d != nil && (*d)[s.Filter]) {
 			continue
 		}
 		if topic.Match(s.Filter, m.Topic) {
