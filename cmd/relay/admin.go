@@ -176,6 +176,26 @@ var adminCommands = map[string]map[string]adminCommand{
 		"suspend": {usage: "SLUG", help: "suspend a tenant: its clients are disconnected and its credentials stop working", nargs: 1,
 			flags: statusCommand(tenant.Suspended)},
 		"resume": {usage: "SLUG", help: "resume a suspended tenant", nargs: 1, flags: statusCommand(tenant.Active)},
+		"limits": {usage: "SLUG [--max-connections N] [--max-message-rate N] [--max-retained N] [--max-session-queue N]",
+			help: "set a tenant's plan limits (0: unlimited; they apply to new connections)", nargs: 1,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				var l tenant.Limits
+				fs.IntVar(&l.MaxConnections, "max-connections", 0, "live MQTT connections of the tenant, all edges")
+				fs.IntVar(&l.MaxMessageRate, "max-message-rate", 0, "publishes per second per client (faster clients are slowed)")
+				fs.IntVar(&l.MaxRetained, "max-retained", 0, "retained messages of the tenant")
+				fs.IntVar(&l.MaxSessionQueue, "max-session-queue", 0, "messages queued per offline session")
+				return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+					t, err := c.Admin().SetLimits(ctx, actorCLI, a[0], l)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, map[string]any{"slug": t.Slug, "limits": t.Limits})
+					}
+					fmt.Fprintf(out, "tenant %s limits: %+v\n", t.Slug, t.Limits)
+					return nil
+				}
+			}},
 	},
 	"app": {
 		"create": {usage: "--tenant SLUG NAME", help: "create an app (it starts with one rule: allow publish and subscribe on #)", nargs: 1,

@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -73,6 +74,56 @@ func (a *Admin) SetStatus(ctx context.Context, actor, slug string, st tenant.Sta
 		action = "tenant.suspend"
 	}
 	return t, a.audit(ctx, t, actor, action, slug, "")
+}
+
+// SetLimits changes a tenant's plan limits (they apply to connections made
+// from then on).
+func (a *Admin) SetLimits(ctx context.Context, actor, slug string, l tenant.Limits) (*tenant.Tenant, error) {
+	if l.MaxConnections < 0 || l.MaxMessageRate < 0 || l.MaxRetained < 0 || l.MaxSessionQueue < 0 {
+		return nil, fmt.Errorf("%w: limits must not be negative", tenant.ErrInvalid)
+	}
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	t.Limits = l
+	if err := a.store.UpdateTenant(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, a.audit(ctx, t, actor, "tenant.limits", slug, fmt.Sprintf("%+v", l))
+}
+
+// VerifyAPIKey returns the tenant and app of a valid, unrevoked API key
+// "<prefix>.<secret>", or auth.ErrBadCredentials (whatever was wrong).
+func (a *Admin) VerifyAPIKey(ctx context.Context, key string) (*tenant.Tenant, *tenant.App, error) {
+	prefix, secret, ok := strings.Cut(key, ".")
+	if !ok {
+		a.keyed.Verify(a.keyed.Hash(nil), []byte(secret))
+		return nil, nil, auth.ErrBadCredentials
+	}
+	k, err := a.store.APIKeyByPrefix(ctx, prefix)
+	if err != nil {
+		a.keyed.Verify(a.keyed.Hash(nil), []byte(secret))
+		if errors.Is(err, tenant.ErrNotFound) {
+			return nil, nil, auth.ErrBadCredentials
+		}
+		return nil, nil, err
+	}
+	if !a.keyed.Verify(k.SecretHash, []byte(secret)) || k.Revoked {
+		return nil, nil, auth.ErrBadCredentials
+	}
+	t, err := a.store.TenantByID(ctx, k.TenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.Status != tenant.Active {
+		return nil, nil, auth.ErrNotAuthorized
+	}
+	app, err := a.store.AppByID(ctx, t.ID, k.AppID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, app, nil
 }
 
 // CreateApp creates an app with the default rule (publish and subscribe on
