@@ -87,9 +87,10 @@ m = r.dom == p.dom && g(r.sub, p.sub, r.dom) && (p.act == r.act || p.act == "pub
 // an edge's message path: edges receive RulesFor a credential and Compile
 // them. It is safe for concurrent use.
 //
-// The casbin_rule table is created by a migration, never by the adapter:
-// id (auto-increment primary key), ptype, v0…v5 (VARCHAR(100)), and a
-// unique index on (ptype, v0, v1, v2, v3, v4, v5).
+// The casbin_rule table is created by a migration (002_casbin_rule), never
+// by the adapter: id (database-generated primary key), ptype and v0…v5
+// (TEXT, not null, empty by default), and the unique index idx_casbin_rule on
+// (ptype, v0, v1, v2, v3, v4, v5) that the adapter's inserts rely on.
 type Policies struct {
 	log *slog.Logger
 
@@ -179,14 +180,15 @@ func (p *Policies) AddRule(ctx context.Context, tenantSlug, subject string, r Ru
 	return nil
 }
 
-// RemoveRule takes r from subject in tenant. Errors: tenant.ErrInvalid,
-// tenant.ErrNotFound if the subject does not have the rule, or a database
-// error.
+// RemoveRule takes r from subject in tenant. The filter is not validated,
+// so that a rule stored under older validation can still be removed.
+// Errors: tenant.ErrInvalid, tenant.ErrNotFound if the subject does not
+// have the rule, or a database error.
 func (p *Policies) RemoveRule(ctx context.Context, tenantSlug, subject string, r Rule) error {
 	if err := validSlugSubject(tenantSlug, subject); err != nil {
 		return err
 	}
-	if r.Effect != Allow && r.Effect != Deny || r.Action&^PubSub != 0 || r.Action == 0 {
+	if (r.Effect != Allow && r.Effect != Deny) || r.Action == 0 || r.Action&^PubSub != 0 {
 		return fmt.Errorf("%w: rule %v %v", tenant.ErrInvalid, r.Effect, r.Action)
 	}
 	p.mu.Lock()
@@ -470,7 +472,7 @@ func mqttMatch(args ...any) (any, error) {
 		if effect == Allow {
 			return topic.Subset(obj, f), nil
 		}
-		return Overlap(obj, f), nil
+		return topic.Overlap(obj, f), nil
 	}
 	return false, nil
 }

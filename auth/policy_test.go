@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,17 +20,17 @@ import (
 )
 
 // casbinRuleDDL creates the table the gorm adapter's CasbinRule struct
-// maps to (what the SQL migration creates in production).
+// maps to, as migrations/002_casbin_rule.sqlite.sql does in production.
 const casbinRuleDDL = `
 CREATE TABLE casbin_rule (
-	id    INTEGER PRIMARY KEY AUTOINCREMENT,
-	ptype VARCHAR(100),
-	v0    VARCHAR(100),
-	v1    VARCHAR(100),
-	v2    VARCHAR(100),
-	v3    VARCHAR(100),
-	v4    VARCHAR(100),
-	v5    VARCHAR(100)
+	id    INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	ptype TEXT NOT NULL DEFAULT '',
+	v0    TEXT NOT NULL DEFAULT '',
+	v1    TEXT NOT NULL DEFAULT '',
+	v2    TEXT NOT NULL DEFAULT '',
+	v3    TEXT NOT NULL DEFAULT '',
+	v4    TEXT NOT NULL DEFAULT '',
+	v5    TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX idx_casbin_rule ON casbin_rule (ptype, v0, v1, v2, v3, v4, v5);
 `
@@ -108,6 +109,10 @@ func TestPoliciesAddListRemove(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("ListRules = %+v, want %+v", got, want)
 	}
+
+	long := allow(Publish, strings.Repeat("x/", MaxFilterLen/2-1)+"#")
+	mustDo(t, p.AddRule(ctx, "acme", "role:long", long))
+	mustDo(t, p.RemoveRule(ctx, "acme", "role:long", long))
 
 	// Persisted: a second store on the same database sees the same.
 	p2 := newTestPolicies(t, db)

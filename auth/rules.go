@@ -17,9 +17,11 @@ const (
 	PlaceholderUsername = "%u"
 )
 
-// MaxFilterLen is the longest rule filter ValidateRule accepts, in bytes:
-// the gorm adapter's casbin_rule columns are VARCHAR(100).
-const MaxFilterLen = 100
+// MaxFilterLen is the longest rule filter ValidateRule accepts, in bytes.
+// The casbin_rule columns are TEXT (migration 002), but the unique index
+// over all of them must fit a PostgreSQL B-tree entry (at most 2,704
+// bytes); subject, tenant, action and effect take at most about 120.
+const MaxFilterLen = 1024
 
 // ---------------------------------------------------------------------------
 // Names
@@ -312,7 +314,7 @@ func (rs *RuleSet) CanSubscribe(filter string) bool {
 		return false
 	}
 	for _, f := range rs.sub.deny {
-		if overlap(filter, f) {
+		if topic.Overlap(filter, f) {
 			return false
 		}
 	}

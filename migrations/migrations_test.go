@@ -12,7 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	_ "github.com/glebarez/go-sqlite" // the "sqlite" driver
+	_ "github.com/glebarez/go-sqlite"  // the "sqlite" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
 
 	"github.com/relaymq/relay/internal/pgtest"

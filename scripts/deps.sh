@@ -10,14 +10,12 @@
 #
 # Adding a dependency: write a dep_<name> function that returns 0 when the
 # thing is usable (installing it first if need be) and calls die otherwise,
-# then add <name> to DEPS. Coming: dep_postgres (start a throw-away server
-# on loopback; its binaries refuse to run as root, so start it with
-# `runuser -u postgres` when root), dep_node, dep_chromium (Debian's
+# then add <name> to DEPS. Coming: dep_node, dep_chromium (Debian's
 # chromium + chromium-driver through apt_install).
 set -euo pipefail
 
 # Order matters: later entries may rely on earlier ones.
-DEPS=(go mosquitto)
+DEPS=(go mosquitto postgres)
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -85,6 +83,52 @@ dep_mosquitto() {
 	apt_install mosquitto-clients
 	if ! have mosquitto_pub || ! have mosquitto_sub; then
 		die "mosquitto-clients installed but mosquitto_pub/mosquitto_sub not on PATH"
+	fi
+}
+
+# postgres: the PostgreSQL server programs (initdb, pg_ctl, postgres; 15 or
+# later) for internal/pgtest, which starts a throw-away server per test
+# binary (nothing is started here), and the postgres OS user it runs them
+# as when the tests run as root (PostgreSQL refuses to run as root).
+# pgtest looks on PATH, then in /usr/lib/postgresql/<major>/bin (Debian's
+# place, not on PATH), newest first; so does pg_bindir.
+pg_bindir() {
+	local d onpath
+	onpath=$(command -v pg_ctl 2>/dev/null) || onpath=/nonexistent/pg_ctl
+	# An unmatched glob stays literal and fails the -x tests below.
+	for d in "${onpath%/*}" $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5,5nr); do
+		if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+
+dep_postgres() {
+	local bindir prefix
+	if ! bindir=$(pg_bindir); then
+		prefix=$(root_prefix) || exit 1
+		# No distribution-managed cluster: the tests start their own
+		# servers. (Debian's postgresql-common reads this drop-in when the
+		# package creates its main cluster.)
+		$prefix mkdir -p /etc/postgresql-common/createcluster.d
+		echo "create_main_cluster = false" |
+			$prefix tee /etc/postgresql-common/createcluster.d/relay-no-main-cluster.conf >/dev/null
+		apt_install postgresql
+		bindir=$(pg_bindir) ||
+			die "postgresql installed but initdb/pg_ctl/postgres not found on PATH or in /usr/lib/postgresql/*/bin"
+	fi
+	local version major
+	version=$("$bindir/postgres" --version 2>&1) || die "'$bindir/postgres --version' failed: $version"
+	major=$(echo "$version" | sed -n 's/.*(PostgreSQL) \([0-9][0-9]*\).*/\1/p')
+	if [ -z "$major" ] || [ "$major" -lt 15 ]; then
+		die "PostgreSQL 15 or later needed, found '$version' in $bindir"
+	fi
+	if [ "$(id -u)" -eq 0 ] && ! id -u postgres >/dev/null 2>&1; then
+		# Debian's package creates it; binaries from elsewhere may not.
+		useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres ||
+			die "could not create the postgres OS user"
 	fi
 }
 

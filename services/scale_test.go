@@ -3,6 +3,7 @@ package services
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 
 	"log/slog"
@@ -165,7 +166,7 @@ func TestPersistentSessionsScale(t *testing.T) {
 	waitState("after every session acknowledged", func(st jetstream.StreamState) bool { return st.Msgs == 0 && st.Consumers == 0 })
 	start = time.Now()
 	srv.Close()
-	t.Logf("server shut down in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("server shut down in %v; CONNECTs retried after \"server unavailable\": %d", time.Since(start).Round(time.Millisecond), retries.Load())
 }
 
 // parallel runs fn(0..n-1) on workers goroutines and fails t on the first
@@ -207,6 +208,24 @@ type rawClient struct {
 }
 
 func rawConnect(addr, id string, clean bool) (*rawClient, bool, error) {
+	// Like a real device, retry "server unavailable" (an overloaded
+	// backbone) a few times with backoff.
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		c, present, err := rawConnectOnce(addr, id, clean)
+		if err == nil || !errors.Is(err, errUnavailable) || wait > 2*time.Second {
+			return c, present, err
+		}
+		retries.Add(1)
+		time.Sleep(wait)
+	}
+}
+
+var (
+	errUnavailable = errors.New("CONNACK server unavailable")
+	retries        atomic.Int64
+)
+
+func rawConnectOnce(addr, id string, clean bool) (*rawClient, bool, error) {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, false, err
@@ -226,6 +245,9 @@ func rawConnect(addr, id string, clean bool) (*rawClient, bool, error) {
 	var ack packet.Connack
 	if fh.Type != packet.CONNACK || ack.Decode(packet.V311, fh, body) != nil || ack.ReasonCode != 0 {
 		nc.Close()
+		if ack.ReasonCode == packet.ConnRefusedServerUnavailable {
+			return nil, false, fmt.Errorf("connect %s: %w", id, errUnavailable)
+		}
 		return nil, false, fmt.Errorf("connect %s refused: %v %v", id, fh.Type, ack.ReasonCode)
 	}
 	return c, ack.SessionPresent, nil

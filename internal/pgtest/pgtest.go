@@ -358,6 +358,9 @@ type binaries struct {
 	major                   int
 }
 
+// debianBinDirs is where Debian's packages put the server programs.
+var debianBinDirs = "/usr/lib/postgresql/*/bin"
+
 // findBinaries looks on PATH, then in /usr/lib/postgresql/<major>/bin
 // (Debian's layout, not on PATH), newest first.
 func findBinaries() (binaries, error) {
@@ -365,7 +368,7 @@ func findBinaries() (binaries, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		dirs = append(dirs, filepath.Dir(p))
 	}
-	debian, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	debian, _ := filepath.Glob(debianBinDirs)
 	slices.SortFunc(debian, func(a, b string) int { return majorOf(b) - majorOf(a) })
 	dirs = append(dirs, debian...)
 	var found []string

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +39,18 @@ func TestStart(t *testing.T) {
 		if version < MinVersion*10000 {
 			t.Errorf("server version %d, want >= %d", version, MinVersion*10000)
 		}
+	}
+}
+
+// TestFindBinariesMissing: without PostgreSQL the message says what to run.
+func TestFindBinariesMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	old := debianBinDirs
+	debianBinDirs = filepath.Join(t.TempDir(), "*", "bin")
+	t.Cleanup(func() { debianBinDirs = old })
+	_, err := findBinaries()
+	if err == nil || !strings.Contains(err.Error(), "./scripts/deps.sh") {
+		t.Errorf("error %v, want one that points to ./scripts/deps.sh", err)
 	}
 }
 

@@ -6,9 +6,9 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -250,11 +250,11 @@ func (a *Admin) AddRule(ctx context.Context, actor, slug, subject string, r auth
 	if err != nil {
 		return err
 	}
-	if err := validSubject(subject); err != nil {
+	if err := auth.ValidateSubject(subject); err != nil {
 		return err
 	}
-	if err := topic.ValidateFilter(strings.NewReplacer("%c", "c", "%u", "u").Replace(r.Filter)); err != nil {
-		return fmt.Errorf("%w: filter %q: %w", tenant.ErrInvalid, r.Filter, err)
+	if err := auth.ValidateRule(r); err != nil {
+		return err
 	}
 	if err := a.pol.AddRule(ctx, slug, subject, r); err != nil {
 		return err
@@ -282,13 +282,6 @@ func (a *Admin) ListRules(ctx context.Context, slug string) ([]auth.SubjectRule,
 	return a.pol.ListRules(ctx, slug)
 }
 
-func validSubject(s string) error {
-	kind, name, ok := strings.Cut(s, ":")
-	if !ok || (kind != "app" && kind != "cred" && kind != "role") || !tenant.ValidName(name) {
-		return fmt.Errorf("%w: subject %q: use app:<name>, cred:<username> or role:<name>", tenant.ErrInvalid, s)
-	}
-	return nil
-}
 
 // RuleString formats a rule as "allow|deny publish|subscribe|all FILTER".
 func RuleString(r auth.Rule) string {

@@ -47,6 +47,8 @@ type Service struct {
 	// dummy is verified when a username does not exist, so that a
 	// refusal takes as long whatever was wrong.
 	dummy *tenant.Credential
+	// slow bounds concurrent argon2id verifications.
+	slow chan struct{}
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -65,7 +67,10 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		opts.PollInterval = 250 * time.Millisecond
 	}
 	dummy := &tenant.Credential{HashScheme: tenant.SchemeKeyed, SecretHash: opts.Keyed.Hash([]byte(auth.NewSecret()))}
-	return &Service{opts: opts, log: opts.Logger.With("component", "authsvc"), dummy: dummy, quit: make(chan struct{})}, nil
+	return &Service{
+		opts: opts, log: opts.Logger.With("component", "authsvc"), dummy: dummy,
+		slow: make(chan struct{}, 4), quit: make(chan struct{}),
+	}, nil
 }
 
 // Start subscribes the service (in the shared queue group) and starts
@@ -148,6 +153,15 @@ func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 		s.log.Error("loading credential", "tenant", slug, "err", err)
 		return connectReply{Result: resultUnavailable}
 	}
+	if c.HashScheme == tenant.SchemeArgon2id {
+		// argon2id holds 19 MiB and tens of ms per check: bound them.
+		select {
+		case s.slow <- struct{}{}:
+			defer func() { <-s.slow }()
+		case <-ctx.Done():
+			return connectReply{Result: resultUnavailable}
+		}
+	}
 	if !auth.VerifyCredential(s.opts.Keyed, c, req.Password) {
 		return refuse(resultBadCredentials, "wrong password or revoked")
 	}
@@ -221,8 +235,14 @@ func (s *Service) onRules(m *nats.Msg) {
 // process that changes tenancy) and tells edges what to do.
 func (s *Service) pushChanges() {
 	defer s.wg.Done()
-	since := time.Now().UTC()
-	seen := map[string]bool{} // records at exactly `since` already pushed
+	// A writer stamps its record before it commits, so a record can show
+	// up with a time a little before others already seen: read with an
+	// overlap, and skip what was pushed already.
+	const overlap = 5 * time.Second
+	latest := time.Now().UTC()
+	seen := map[string]time.Time{} // pushed record ID → its time
+	const pageSize = 1000
+	full := false
 	t := time.NewTicker(s.opts.PollInterval)
 	defer t.Stop()
 	for {
@@ -232,21 +252,31 @@ func (s *Service) pushChanges() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		recs, err := s.opts.Store.AuditSince(ctx, since, 500)
+		from := latest.Add(-overlap)
+		if full {
+			from = latest // a full page: move on rather than re-read it
+		}
+		recs, err := s.opts.Store.AuditSince(ctx, from, pageSize)
 		if err != nil {
 			cancel()
 			s.log.Warn("reading change feed", "err", err)
 			continue
 		}
 		reloaded := false
+		full = len(recs) == pageSize
+		for id, at := range seen {
+			if at.Before(latest.Add(-2 * overlap)) {
+				delete(seen, id)
+			}
+		}
 		for _, r := range recs {
-			if seen[r.ID] {
+			if _, ok := seen[r.ID]; ok {
 				continue
 			}
-			if r.At.After(since) {
-				since, seen = r.At, map[string]bool{}
+			if r.At.After(latest) {
+				latest = r.At
 			}
-			seen[r.ID] = true
+			seen[r.ID] = r.At
 			kind, user := classify(r.Action)
 			if kind == "" {
 				continue

@@ -23,7 +23,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/relaymq/relay/migrations"
@@ -70,7 +69,8 @@ type Store struct {
 //     empty database.
 //
 // log receives slow queries (Warn) and, at Debug, every query; queries are
-// logged without their arguments, so secrets never reach the log. A nil
+// logged without their arguments, so secrets never reach the log. Failed
+// queries are not logged above Debug: the error goes to the caller. A nil
 // log discards.
 func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 	if log == nil {
@@ -81,12 +81,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	db, err := gorm.Open(dialector, &gorm.Config{
-		Logger: logger.NewSlogLogger(log, logger.Config{
-			SlowThreshold:             slowQuery,
-			LogLevel:                  logLevel(ctx, log),
-			IgnoreRecordNotFoundError: true,
-			ParameterizedQueries:      true,
-		}),
+		Logger: gormLog{log: log.With("component", "gormstore"), slow: slowQuery},
 		// Every write here is one statement: no implicit transaction.
 		SkipDefaultTransaction: true,
 		TranslateError:         true,
@@ -112,15 +107,6 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 	}
 	log.Info("store open", "dialect", dialect, "db", where, "migrations_applied", applied)
 	return s, nil
-}
-
-// logLevel maps log's level to GORM's: every query at Debug, otherwise
-// only slow ones. SQL errors are returned to the caller, not logged here.
-func logLevel(ctx context.Context, log *slog.Logger) logger.LogLevel {
-	if log.Enabled(ctx, slog.LevelDebug) {
-		return logger.Info
-	}
-	return logger.Warn
 }
 
 // dialectorFor parses dsn. where describes the database for logs and

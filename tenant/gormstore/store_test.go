@@ -1,8 +1,11 @@
 package gormstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -788,5 +791,53 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") {
 		t.Errorf("error shows the password: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestQueryLog: at Debug every query is logged, with placeholders and
+// never the arguments (secret hashes); conflicts are not errors in the log.
+func TestQueryLog(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx := context.Background()
+	s, err := Open(ctx, newDSN(t, SQLite), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tn := mkTenant(t, s, "acme")
+	app := mkApp(t, s, tn.ID, "web")
+	secret := []byte("very-secret-hash-bytes")
+	for range 2 { // the second one conflicts
+		_ = s.CreateCredential(ctx, &tenant.Credential{TenantID: tn.ID, AppID: app.ID, Username: "dev",
+			SecretHash: secret, HashScheme: tenant.SchemeKeyed})
+	}
+	out := buf.String()
+	if !strings.Contains(out, "INSERT INTO") || !strings.Contains(out, "credentials") {
+		t.Errorf("no INSERT logged at Debug:\n%s", out)
+	}
+	if strings.Contains(out, hex.EncodeToString(secret)) || strings.Contains(out, string(secret)) {
+		t.Errorf("the secret hash reached the log:\n%s", out)
+	}
+	if strings.Contains(out, "level=ERROR") || strings.Contains(out, "level=WARN") {
+		t.Errorf("a conflict was logged above Debug:\n%s", out)
 	}
 }

@@ -1,17 +1,9 @@
-package auth
+package topic
 
-// Overlap is pure topic logic and belongs in broker/topic beside Match and
-// Subset (STYLE: all topic logic in one package); it lives here until the
-// lead moves it, and depends on nothing else in auth.
-
-import (
-	"strings"
-
-	"github.com/relaymq/relay/broker/topic"
-)
+import "strings"
 
 // Overlap reports whether some valid topic name is matched by both filters
-// a and b (topic.Match semantics, including '#' matching its parent level
+// a and b (Match semantics, including '#' matching its parent level
 // and the '$' rule [MQTT-4.7.2-1]). It is exact for valid filters:
 //
 //	Overlap("a/+", "+/b")     == true  // "a/b"
@@ -24,7 +16,7 @@ import (
 // if any topic it could deliver is denied. Overlap returns false when
 // either argument is not a valid filter. It does not allocate.
 func Overlap(a, b string) bool {
-	if topic.ValidateFilter(a) != nil || topic.ValidateFilter(b) != nil {
+	if ValidateFilter(a) != nil || ValidateFilter(b) != nil {
 		return false
 	}
 	return overlap(a, b)
