@@ -178,7 +178,11 @@ func (a *Admin) CreateCredential(ctx context.Context, actor, slug, appName, clie
 	}
 	var b [4]byte
 	rand.Read(b[:])
-	user := appName + "-" + hex.EncodeToString(b[:])
+	prefix := appName
+	if len(prefix) > 40 { // usernames are at most 63 characters
+		prefix = prefix[:40]
+	}
+	user := prefix + "-" + hex.EncodeToString(b[:])
 	secret := auth.NewSecret()
 	c := &tenant.Credential{
 		TenantID: t.ID, AppID: app.ID, Username: user, SecretHash: a.keyed.Hash([]byte(secret)),
