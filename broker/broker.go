@@ -248,6 +248,21 @@ func (b *Broker) Kick(tenant, clientID string) bool {
 	return true
 }
 
+// Tenants returns the tenants with live connections on this edge.
+func (b *Broker) Tenants() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for k := range b.clients {
+		if !seen[k.tenant] {
+			seen[k.tenant] = true
+			out = append(out, k.tenant)
+		}
+	}
+	return out
+}
+
 // ForEachClient calls fn for every live connection of the tenant (with its
 // client ID and principal). fn must not block.
 func (b *Broker) ForEachClient(tenant string, fn func(clientID string, p *auth.Principal)) {

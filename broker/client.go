@@ -231,8 +231,8 @@ func (c *client) connect() error {
 		ackProps.MaximumPacketSize = uint32(opts.MaxPacketSize)
 		ackProps.Set(packet.PropTopicAliasMaximum)
 		ackProps.TopicAliasMaximum = maxTopicAliases
-		ackProps.Set(packet.PropMaximumQoS)
-		ackProps.MaximumQoS = 2
+		// Maximum QoS is left out: absent means 2, and the property may
+		// only say 0 or 1 [MQTT-3.2.2-9].
 	}
 
 	// Client identifier rules.
@@ -295,23 +295,26 @@ func (c *client) connect() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.BackboneTimeout)
 	defer cancel()
 	// Brute-force throttling per source address and per username.
-	ipKey, userKey := addrKey(info.RemoteAddr), ""
+	ipKey, uKey := addrKey(info.RemoteAddr), ""
 	if p.UsernameFlag {
-		userKey = "user:" + p.Username
+		uKey = userKey(p.Username, ipKey)
 	}
 	now := time.Now()
-	if c.b.throttle.blocked(now, ipKey, userKey) {
+	if c.b.throttle.blocked(now, ipKey, uKey) {
 		return c.refuse(reasonFor(auth.ErrThrottled), fmt.Errorf("authenticate %q: %w", p.Username, auth.ErrThrottled))
 	}
 	prin, err := opts.Authenticator.Authenticate(ctx, info)
 	if err != nil {
-		if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) {
-			c.b.throttle.fail(now, ipKey, userKey)
+		// Only wrong credentials count: a suspended tenant's devices
+		// must not lock themselves out.
+		if errors.Is(err, auth.ErrBadCredentials) {
+			c.b.throttle.fail(now, uKey, throttleUserFailures)
+			c.b.throttle.fail(now, ipKey, throttleAddrFailures)
 		}
 		return c.refuse(reasonFor(err), fmt.Errorf("authenticate %q: %w", p.Username, err))
 	}
-	if userKey != "" {
-		c.b.throttle.succeed(userKey)
+	if uKey != "" {
+		c.b.throttle.succeed(uKey)
 	}
 	c.principal = prin
 	c.tenant = prin.Tenant
@@ -423,11 +426,15 @@ func (c *client) writeConnack(present bool, rc packet.ReasonCode, props *packet.
 func (c *client) cleanup() {
 	c.mu.Lock()
 	normal := c.normal
+	// A connection closed by an operator (credential revoked, tenant
+	// suspended, kicked) leaves without its will, like Mosquitto's
+	// dynamic security does.
+	kicked := c.reason == packet.AdministrativeAction
 	c.mu.Unlock()
 	c.removeRoutes()
 	if c.will != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
-		if !normal {
+		if !normal && !kicked {
 			c.publishWill(ctx)
 		}
 		if err := c.b.bb.DeleteWill(ctx, c.tenant, c.id, c.connID); err != nil {
@@ -456,6 +463,11 @@ func (c *client) removeRoutes() {
 func (c *client) publishWill(ctx context.Context) {
 	w := c.will
 	if !w.Expiry.IsZero() && time.Now().After(w.Expiry) {
+		return
+	}
+	if !c.principal.Rules().CanPublish(w.Topic) {
+		// The rules changed since CONNECT.
+		c.log.Info("will not published: its topic is no longer allowed", "topic", string(w.Topic))
 		return
 	}
 	errc := make(chan error, 1)

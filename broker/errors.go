@@ -38,8 +38,8 @@ func reasonFor(err error) packet.ReasonCode {
 	case errors.Is(err, auth.ErrNotAuthorized):
 		return packet.NotAuthorized
 	case errors.Is(err, auth.ErrThrottled):
-		// 3.1.1 clients see 0x05 (not authorized): no hint that retrying
-		// later would work differently.
+		// 3.1.1 clients see 0x03 (server unavailable): try again later,
+		// which is what a throttled client should do.
 		return packet.ConnectionRateExceeded
 	case errors.Is(err, ErrClientIDRejected):
 		return packet.ClientIdentifierNotValid

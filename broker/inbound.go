@@ -509,6 +509,9 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 			gs = nil
 		}
 	}
+	// The rules may have changed while this SUBSCRIBE was checked: make
+	// the next delivery check the new subscriptions against them.
+	c.aclSeen.Store(nil)
 	c.enqueueCtrl(outItem{typ: packet.SUBACK, id: p.PacketID, codes: codes})
 
 	// Retained messages [MQTT-3.3.1-6], never for shared subscriptions

@@ -7,7 +7,6 @@ package services_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -23,7 +22,6 @@ import (
 	"github.com/relaymq/relay/services"
 	"github.com/relaymq/relay/services/admin"
 	"github.com/relaymq/relay/tenant"
-	"github.com/relaymq/relay/tenant/gormstore"
 )
 
 const (
@@ -144,25 +142,20 @@ func (e *tenancyEnv) openControl(t testing.TB) *services.Control {
 	return ctl
 }
 
-// setLimits stores a tenant's plan limits through a second store on the
-// Server's database (the Admin has no setter for them). Limits are read
-// at CONNECT.
+// setLimits changes a tenant's plan limits through the Admin (they apply
+// to connections made from then on).
 func (e *tenancyEnv) setLimits(t testing.TB, slug string, l tenant.Limits) {
 	t.Helper()
-	ctx := opCtx(t)
-	st, err := gormstore.Open(ctx, e.dbPath(), nil)
-	if err != nil {
-		t.Fatalf("second store: %v", err)
+	if _, err := e.adm.SetLimits(opCtx(t), actor, slug, l); err != nil {
+		t.Fatalf("set limits of %s: %v", slug, err)
 	}
-	defer st.Close()
-	tn, err := st.TenantBySlug(ctx, slug)
-	if err != nil {
-		t.Fatalf("tenant %s: %v", slug, err)
-	}
-	tn.Limits = l
-	if err := st.UpdateTenant(ctx, tn); err != nil {
-		t.Fatalf("update tenant %s limits: %v", slug, err)
-	}
+}
+
+// userOf returns the credential's username without the tenant suffix (its
+// name in "cred:<username>" rule subjects).
+func userOf(c *admin.NewCredential) string {
+	u, _, _ := strings.Cut(c.Username, "@")
+	return u
 }
 
 // ---------------------------------------------------------------------------
@@ -192,6 +185,9 @@ func withCred(c *admin.NewCredential) clientOption {
 func withLogin(user, pass string) clientOption {
 	return func(o *mqtt.ClientOptions) { o.SetUsername(user).SetPassword(pass) }
 }
+
+// disconnectPacket is an MQTT 3.1.1 DISCONNECT.
+var disconnectPacket = []byte{byte(packet.DISCONNECT) << 4, 0}
 
 // login returns a clean-session CONNECT with username and password.
 func login(version byte, id, user, pass string) packet.Connect {
@@ -242,6 +238,22 @@ func rawLogin(t testing.TB, addr, id string, c *admin.NewCredential) *rawClient 
 	return rc
 }
 
+// rawLoginV5 connects a raw MQTT 5 client with the credential. It checks
+// only the CONNACK's reason code, not its properties: the test using it is
+// about something else (TestCredentials checks the whole CONNACK).
+func rawLoginV5(t testing.TB, addr, id string, c *admin.NewCredential) *rawClient {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	p := credLogin(packet.V5, id, c)
+	rc.version = packet.V5
+	rc.sendPacket(&p)
+	_, body := rc.expect(packet.CONNACK)
+	if len(body) < 2 || body[1] != byte(packet.Success) {
+		t.Fatalf("MQTT 5 CONNECT %q: CONNACK body % x, want reason code 0", id, body)
+	}
+	return rc
+}
+
 // subackCodes subscribes and returns the SUBACK's codes (no check).
 func (c *rawClient) subackCodes(id uint16, filters ...string) []packet.ReasonCode {
 	c.t.Helper()
@@ -250,7 +262,7 @@ func (c *rawClient) subackCodes(id uint16, filters ...string) []packet.ReasonCod
 		subs[i] = packet.Subscription{Filter: f, QoS: 1}
 	}
 	c.sendPacket(subscribePacket(id, subs...))
-	fh, body := c.expect(packet.SUBACK)
+	fh, body := c.skipPublishes(packet.SUBACK)
 	var ack packet.Suback
 	if err := ack.Decode(c.version, fh, body); err != nil {
 		c.t.Fatalf("decoding SUBACK: %v", err)
@@ -259,6 +271,39 @@ func (c *rawClient) subackCodes(id uint16, filters ...string) []packet.ReasonCod
 		c.t.Fatalf("SUBACK packet ID %d, want %d", ack.PacketID, id)
 	}
 	return ack.ReasonCodes
+}
+
+// skipPublishes reads packets until one of type typ arrives, answering
+// the PUBLISHes (QoS ≤ 1) of the client's subscriptions on the way.
+func (c *rawClient) skipPublishes(typ packet.Type) (packet.FixedHeader, []byte) {
+	c.t.Helper()
+	for {
+		fh, body := c.expectOneOf(typ, packet.PUBLISH)
+		if fh.Type == typ {
+			return fh, body
+		}
+		var p packet.Publish
+		if err := p.Decode(c.version, fh, body); err != nil {
+			c.t.Fatalf("decoding PUBLISH: %v", err)
+		}
+		if p.QoS > 0 { // subackCodes subscribes at QoS 1
+			c.sendPacket(&packet.Ack{Type: packet.PUBACK, PacketID: p.PacketID})
+		}
+	}
+}
+
+// expectOneOf reads the next packet and fails unless it has one of the
+// types.
+func (c *rawClient) expectOneOf(types ...packet.Type) (packet.FixedHeader, []byte) {
+	c.t.Helper()
+	fh, body, err := c.read(waitTimeout)
+	if err != nil {
+		c.t.Fatalf("waiting for %v: %v", types, err)
+	}
+	if !slices.Contains(types, fh.Type) {
+		c.t.Fatalf("got %v (flags %04b, %d bytes), want one of %v", fh.Type, fh.Flags, fh.Remaining, types)
+	}
+	return fh, body
 }
 
 // waitClosed waits until the server closes the connection, discarding
@@ -315,10 +360,19 @@ func (in *inbox) waitMessage(t testing.TB, topic, payload string, d time.Duratio
 // untilDelivery publishes probe (then control) from pub, both at QoS 1,
 // until in — subscribed to both — receives the probe (wantDelivered) or
 // receives the control message without the probe before it (!wantDelivered).
-// Since one publisher's messages to one subscription arrive in order, the
-// control message proves the probe's fate. It returns how long the change
-// took to show, and fails after livePoll.
+// When both go through one subscription, one publisher's messages arrive
+// in order, so the control message proves the probe's fate. It returns how
+// long the change took to show, and fails after livePoll.
 func untilDelivery(t testing.TB, pub mqtt.Client, in *inbox, probe, control string, wantDelivered bool) time.Duration {
+	t.Helper()
+	return untilDeliveryGrace(t, pub, in, probe, control, wantDelivered, 0)
+}
+
+// untilDeliveryGrace is untilDelivery for probe and control messages that
+// reach in through different subscriptions, which keep no order between
+// them: a probe still missing grace after its control message counts as
+// dropped.
+func untilDeliveryGrace(t testing.TB, pub mqtt.Client, in *inbox, probe, control string, wantDelivered bool, grace time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -327,6 +381,9 @@ func untilDelivery(t testing.TB, pub mqtt.Client, in *inbox, probe, control stri
 		publish(t, pub, probe, 1, false, pp)
 		publish(t, pub, control, 1, false, cp)
 		in.waitMessage(t, control, cp, waitTimeout)
+		for end := time.Now().Add(grace); !in.has(probe, pp) && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if in.has(probe, pp) == wantDelivered {
 			return time.Since(start)
 		}
@@ -387,7 +444,3 @@ func stillConnected(t testing.TB, lost <-chan error, what string) {
 	default:
 	}
 }
-
-// errIs reports whether a wrapped error chain holds target (for Admin
-// errors).
-func errIs(err, target error) bool { return errors.Is(err, target) }

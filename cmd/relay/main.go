@@ -49,7 +49,8 @@ Commands:
   apikey      create HTTP API keys
   acl         add, list and remove ACL rules
   version     print the version
-  help      show this help, or "relay help <command>"
+  bench       MQTT load generator (fan-in, fan-out, pairs, latency, connections)
+  help        show this help, or "relay help <command>"
 
 Every flag can also be set from the environment: --mqtt-addr is RELAY_MQTT_ADDR.
 Run "relay <command> --help" for the flags of a command.
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "edge":
 		return runEdge(ctx, args[1:], stdout, stderr)
 	case "control":

@@ -286,7 +286,6 @@ func (a *Admin) ListRules(ctx context.Context, slug string) ([]auth.SubjectRule,
 	return a.pol.ListRules(ctx, slug)
 }
 
-
 // RuleString formats a rule as "allow|deny publish|subscribe|all FILTER".
 func RuleString(r auth.Rule) string {
 	eff := "allow"

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,6 +25,14 @@ type Client struct {
 	log  *slog.Logger
 	b    *broker.Broker
 	sub  *nats.Subscription
+
+	// Changes of one tenant are applied in order, by one goroutine per
+	// tenant (queues: tenant → its pending changes).
+	mu     sync.Mutex
+	queues map[string]chan change
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 var _ broker.Authenticator = (*Client)(nil)
@@ -34,7 +43,10 @@ func NewClient(nc *nats.Conn, allowAnonymous bool, log *slog.Logger) *Client {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Client{nc: nc, anon: broker.Anonymous{Allow: allowAnonymous}, log: log.With("component", "authclient")}
+	return &Client{
+		nc: nc, anon: broker.Anonymous{Allow: allowAnonymous}, log: log.With("component", "authclient"),
+		queues: make(map[string]chan change), quit: make(chan struct{}),
+	}
 }
 
 // Authenticate implements broker.Authenticator. If no Service answers,
@@ -70,7 +82,9 @@ func (c *Client) Authenticate(ctx context.Context, info *broker.ConnectInfo) (*a
 	return p, nil
 }
 
-// Attach starts applying pushed changes to b's live connections.
+// Attach starts applying pushed changes to b's live connections, and
+// refreshes every live connection's rules when the NATS connection comes
+// back (changes pushed while it was away are lost).
 func (c *Client) Attach(b *broker.Broker) error {
 	c.b = b
 	sub, err := c.nc.Subscribe(SubjectChanged+"*", c.onChange)
@@ -78,15 +92,36 @@ func (c *Client) Attach(b *broker.Broker) error {
 		return fmt.Errorf("authclient: %w", err)
 	}
 	c.sub = sub
+	ch := c.nc.StatusChanged(nats.CONNECTED)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.nc.RemoveStatusListener(ch)
+		for {
+			select {
+			case <-c.quit:
+				return
+			case <-ch:
+				for _, slug := range b.Tenants() {
+					c.enqueue(slug, change{Kind: changeRules})
+				}
+			}
+		}
+	}()
 	return nil
 }
 
-// Close stops applying changes.
+// Close stops applying changes; it is idempotent.
 func (c *Client) Close() error {
-	if c.sub != nil {
-		return c.sub.Unsubscribe()
-	}
-	return nil
+	var err error
+	c.once.Do(func() {
+		if c.sub != nil {
+			err = c.sub.Unsubscribe()
+		}
+		close(c.quit)
+		c.wg.Wait()
+	})
+	return err
 }
 
 func (c *Client) onChange(m *nats.Msg) {
@@ -95,8 +130,45 @@ func (c *Client) onChange(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &ch); err != nil {
 		return
 	}
-	// Off the NATS callback: kicks wait for connections to close.
-	go c.apply(slug, ch)
+	c.enqueue(slug, ch)
+}
+
+// enqueue hands a change to its tenant's goroutine (off the NATS
+// callback: kicks wait for connections to close). A rules refresh already
+// waiting makes another one redundant.
+func (c *Client) enqueue(slug string, ch change) {
+	c.mu.Lock()
+	q := c.queues[slug]
+	if q == nil {
+		q = make(chan change, 64)
+		c.queues[slug] = q
+		c.wg.Add(1)
+		go c.run(slug, q)
+	}
+	c.mu.Unlock()
+	select {
+	case q <- ch:
+	case <-c.quit:
+	default:
+		if ch.Kind != changeRules {
+			// Full of changes: apply this one without waiting its turn
+			// rather than lose a revocation.
+			go c.apply(slug, ch)
+		}
+		// A full queue holds rules refreshes already.
+	}
+}
+
+func (c *Client) run(slug string, q chan change) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case ch := <-q:
+			c.apply(slug, ch)
+		}
+	}
 }
 
 func (c *Client) apply(slug string, ch change) {

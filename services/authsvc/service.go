@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/auth"
-	"github.com/relaymq/relay/broker/topic"
 	"github.com/relaymq/relay/tenant"
 )
 
@@ -47,8 +46,10 @@ type Service struct {
 	// dummy is verified when a username does not exist, so that a
 	// refusal takes as long whatever was wrong.
 	dummy *tenant.Credential
-	// slow bounds concurrent argon2id verifications.
-	slow chan struct{}
+	// slow bounds concurrent argon2id verifications; workers bounds
+	// concurrent checks.
+	slow    chan struct{}
+	workers chan struct{}
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -69,7 +70,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	dummy := &tenant.Credential{HashScheme: tenant.SchemeKeyed, SecretHash: opts.Keyed.Hash([]byte(auth.NewSecret()))}
 	return &Service{
 		opts: opts, log: opts.Logger.With("component", "authsvc"), dummy: dummy,
-		slow: make(chan struct{}, 4), quit: make(chan struct{}),
+		slow: make(chan struct{}, 4), workers: make(chan struct{}, 64), quit: make(chan struct{}),
 	}, nil
 }
 
@@ -101,7 +102,24 @@ func (s *Service) Close() error {
 	return nil
 }
 
+// onConnect hands the check to a bounded pool of goroutines: nats.go calls
+// a subscription's handler from one goroutine, and a check waits on the
+// database.
 func (s *Service) onConnect(m *nats.Msg) {
+	select {
+	case s.workers <- struct{}{}:
+	case <-s.quit:
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.workers }()
+		s.handleConnect(m)
+	}()
+}
+
+func (s *Service) handleConnect(m *nats.Msg) {
 	var req connectRequest
 	reply := connectReply{Result: resultBadCredentials}
 	if err := json.Unmarshal(m.Data, &req); err == nil {
@@ -205,13 +223,48 @@ func (s *Service) hostTenant(host string) string {
 }
 
 // clientIDAllowed matches a client ID against a credential's pattern: an
-// MQTT-style filter in which '-' separates levels and %u is the username.
+// MQTT-style filter in which '-' separates levels, '+' is one level, a final
+// '#' the rest, and %u the username literally (it may contain '-').
 func clientIDAllowed(pattern, clientID, username string) bool {
-	if strings.ContainsAny(clientID, "/+#") {
+	if strings.ContainsAny(clientID, "/+#") || clientID == "" {
 		return false
 	}
-	f := strings.ReplaceAll(strings.ReplaceAll(pattern, "%u", username), "-", "/")
-	return topic.ValidateFilter(f) == nil && topic.Match(f, []byte(strings.ReplaceAll(clientID, "-", "/")))
+	return matchID(strings.Split(pattern, "-"), clientID, username)
+}
+
+func matchID(levels []string, id, username string) bool {
+	if len(levels) == 0 {
+		return id == ""
+	}
+	l, rest := levels[0], levels[1:]
+	var tail string
+	switch l {
+	case "#":
+		return len(rest) == 0 // the rest, including nothing
+	case "%u":
+		if !strings.HasPrefix(id, username) {
+			return false
+		}
+		tail = id[len(username):]
+	default:
+		seg := id
+		if i := strings.IndexByte(id, '-'); i >= 0 {
+			seg, tail = id[:i], id[i:]
+		}
+		if l != "+" && l != seg {
+			return false
+		}
+	}
+	if len(rest) == 0 {
+		return tail == ""
+	}
+	if rest[0] == "#" && len(rest) == 1 && tail == "" {
+		return true // "a-#" matches "a" [MQTT-4.7.1-2]
+	}
+	if !strings.HasPrefix(tail, "-") {
+		return false
+	}
+	return matchID(rest, tail[1:], username)
 }
 
 func (s *Service) onRules(m *nats.Msg) {
@@ -239,7 +292,9 @@ func (s *Service) pushChanges() {
 	// up with a time a little before others already seen: read with an
 	// overlap, and skip what was pushed already.
 	const overlap = 5 * time.Second
-	latest := time.Now().UTC()
+	// Start a minute back: changes made while no service ran (a restart)
+	// still reach the edges.
+	latest := time.Now().UTC().Add(-time.Minute)
 	seen := map[string]time.Time{} // pushed record ID → its time
 	const pageSize = 1000
 	full := false

@@ -37,6 +37,11 @@ func TestClientIDAllowed(t *testing.T) {
 		{"exact", "exact", "u", true},
 		{"%u-+", "dev1-a/b", "dev1", false}, // no level separators smuggled in
 		{"%u-+", "dev1-+", "dev1", false},
+		{"%u-+", "x-1111-2222", "x-1111", true}, // %u is literal, '-' and all
+		{"%u-+", "x-1111", "x-1111", false},
+		{"%u", "x-11111111-22222222", "x-11111111", false},
+		{"%u", "x-11111111", "x-11111111", true},
+		{"sensor-#", "sensor", "u", true},
 	}
 	for _, tt := range tests {
 		if got := clientIDAllowed(tt.pattern, tt.clientID, tt.user); got != tt.want {
