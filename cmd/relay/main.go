@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -225,6 +226,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if a := srv.HTTPAddr(); a != nil {
 		fmt.Fprintf(stdout, "  HTTP  http://%s\n", a)
+	}
+	if host, _, _ := net.SplitHostPort(*natsAddr); *natsAddr != "" && host != "127.0.0.1" && host != "localhost" && host != "::1" {
+		log.Warn("the embedded NATS is reachable beyond this host and has no authentication: anyone who reaches it can read every tenant's messages; expose it only on a private network", "nats_addr", *natsAddr)
 	}
 	if u := srv.NATSURL(); u != "" {
 		fmt.Fprintf(stdout, "  NATS  %s  (other edges: relay edge --nats-url %s)\n", u, u)
