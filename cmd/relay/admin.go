@@ -382,6 +382,8 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var sf storeFlags
 	sf.register(fs)
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	var na natsAuthFlags
+	na.register(fs)
 	baseDomain := fs.String("base-domain", "relay.localhost", "tenant host names are <slug>.<base-domain>")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if code := parse(fs, args, stderr); code != 0 {
@@ -401,7 +403,7 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	defer ctl.Close()
-	nc, err := nats.Connect(*natsURL, nats.Name("relay-control"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(*natsURL, append([]nats.Option{nats.Name("relay-control"), nats.MaxReconnects(-1)}, na.options()...)...)
 	if err != nil {
 		log.Error("connecting to NATS", "err", err)
 		return 1

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/relaymq/relay/broker"
 	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services"
@@ -251,6 +253,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cf commonFlags
 	cf.register(fs)
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	var na natsAuthFlags
+	na.register(fs)
 	replicas := fs.Int("replicas", 1, "JetStream replicas for Relay's streams and buckets (3 in a production cluster)")
 	maxControlLine := fs.Int("nats-max-control-line", 4096, "the NATS servers' max_control_line; MQTT topics whose subject would exceed it are refused (set 262144 with deploy/nats configs)")
 	if code := parse(fs, args, stderr); code != 0 {
@@ -264,6 +268,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg services.EdgeConfig
 	cfg.NodeID, cfg.MQTTAddr, cfg.AllowAnonymous, cfg.Broker, cfg.Logger = cf.nodeID, cf.mqttAddr, cf.allowAnonymous, cf.limits, log
 	cfg.NATSURLs = strings.Split(*natsURL, ",")
+	cfg.NATSOptions = na.options()
 	cfg.Bus = cf.bus
 	cfg.Bus.Replicas = *replicas
 	cfg.Bus.MaxControlLine = *maxControlLine
@@ -287,4 +292,30 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// natsAuthFlags are the credentials a process presents to an external NATS.
+type natsAuthFlags struct {
+	creds, user, password, caFile string
+}
+
+func (n *natsAuthFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&n.creds, "nats-creds", "", "NATS user credentials file (JWT + nkey seed)")
+	fs.StringVar(&n.user, "nats-user", "", "NATS user name (with --nats-password; RELAY_NATS_PASSWORD keeps it off the command line)")
+	fs.StringVar(&n.password, "nats-password", "", "NATS password")
+	fs.StringVar(&n.caFile, "nats-ca", "", "CA certificate to verify the NATS servers' TLS certificates")
+}
+
+func (n *natsAuthFlags) options() []nats.Option {
+	var o []nats.Option
+	if n.creds != "" {
+		o = append(o, nats.UserCredentials(n.creds))
+	}
+	if n.user != "" {
+		o = append(o, nats.UserInfo(n.user, n.password))
+	}
+	if n.caFile != "" {
+		o = append(o, nats.RootCAs(n.caFile))
+	}
+	return o
 }
