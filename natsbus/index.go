@@ -20,6 +20,10 @@ type sessionIndex struct {
 	// the watch may deliver a revision older than one this node stored
 	// itself, and must not roll the entry back.
 	revs map[string]uint64
+	// exists holds every stored session (with or without durable
+	// subscriptions), so that a clean-session CONNECT need not read the
+	// store to learn there is nothing to discard.
+	exists map[string]bool
 }
 
 type tenantIndex struct {
@@ -34,7 +38,7 @@ type indexEntry struct {
 }
 
 func newSessionIndex() *sessionIndex {
-	return &sessionIndex{tenants: make(map[string]*tenantIndex), revs: make(map[string]uint64)}
+	return &sessionIndex{tenants: make(map[string]*tenantIndex), revs: make(map[string]uint64), exists: make(map[string]bool)}
 }
 
 // durableSubs returns the subscriptions whose QoS ≥ 1 messages go through
@@ -55,6 +59,12 @@ func durableSubs(subs []broker.Subscription) []broker.Subscription {
 // set replaces the indexed subscriptions of session sid with those of
 // revision rev (0: unconditionally), unless a newer revision is indexed.
 func (x *sessionIndex) set(tenant, sid string, subs []broker.Subscription, rev uint64) {
+	x.put(tenant, sid, subs, rev, true)
+}
+
+// put records session sid as stored (exists) or gone, with its
+// subscriptions, as of revision rev (0: unconditionally).
+func (x *sessionIndex) put(tenant, sid string, subs []broker.Subscription, rev uint64, exists bool) {
 	subs = durableSubs(subs)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -63,6 +73,11 @@ func (x *sessionIndex) set(tenant, sid string, subs []broker.Subscription, rev u
 			return
 		}
 		x.revs[sid] = rev
+	}
+	if exists {
+		x.exists[sid] = true
+	} else {
+		delete(x.exists, sid)
 	}
 	t := x.tenants[tenant]
 	if t == nil {
@@ -122,7 +137,14 @@ func (x *sessionIndex) covers(tenant, sid string, subs []broker.Subscription) bo
 }
 
 // remove drops session sid as of revision rev (0: unconditionally).
-func (x *sessionIndex) remove(tenant, sid string, rev uint64) { x.set(tenant, sid, nil, rev) }
+func (x *sessionIndex) remove(tenant, sid string, rev uint64) { x.put(tenant, sid, nil, rev, false) }
+
+// stored reports whether session sid is known to be stored.
+func (x *sessionIndex) stored(sid string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.exists[sid]
+}
 
 func (t *tenantIndex) removeLocked(sid string) {
 	for _, f := range t.sessions[sid] {

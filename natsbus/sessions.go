@@ -45,7 +45,15 @@ func queueSubject(tenant, sid string) string { return prefixQueue + tenant + "."
 
 // LoadSession implements broker.SessionStore. A disconnected session whose
 // expiry has passed counts as not found.
+//
+// Sessions unknown to the index (kept current by the watch) are not read
+// from the store: a clean-session CONNECT, the common case, costs no
+// JetStream round trip. A session stored on another edge in the last
+// moment may be missed (the watch takes about a millisecond).
 func (b *Bus) LoadSession(ctx context.Context, tenant, clientID string) (*broker.SessionState, uint64, error) {
+	if !b.index.stored(sessionID(tenant, clientID)) {
+		return nil, 0, broker.ErrSessionNotFound
+	}
 	e, err := b.sessions.Get(ctx, sessionKey(tenant, clientID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, broker.ErrSessionNotFound
