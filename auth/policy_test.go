@@ -16,26 +16,12 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
+	"github.com/relaymq/relay/migrations"
 	"github.com/relaymq/relay/tenant"
 )
 
-// casbinRuleDDL creates the table the gorm adapter's CasbinRule struct
-// maps to, as migrations/002_casbin_rule.sqlite.sql does in production.
-const casbinRuleDDL = `
-CREATE TABLE casbin_rule (
-	id    INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-	ptype TEXT NOT NULL DEFAULT '',
-	v0    TEXT NOT NULL DEFAULT '',
-	v1    TEXT NOT NULL DEFAULT '',
-	v2    TEXT NOT NULL DEFAULT '',
-	v3    TEXT NOT NULL DEFAULT '',
-	v4    TEXT NOT NULL DEFAULT '',
-	v5    TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX idx_casbin_rule ON casbin_rule (ptype, v0, v1, v2, v3, v4, v5);
-`
-
-// openTestDB opens a new SQLite file database with the casbin_rule table.
+// openTestDB opens a new SQLite file database with the production schema
+// (the migrations create casbin_rule).
 func openTestDB(t testing.TB) *gorm.DB {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "relay.db")
@@ -48,7 +34,11 @@ func openTestDB(t testing.TB) *gorm.DB {
 			sqlDB.Close()
 		}
 	})
-	if err := db.Exec(casbinRuleDDL).Error; err != nil {
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrations.Apply(t.Context(), sqlDB, migrations.SQLite); err != nil {
 		t.Fatal(err)
 	}
 	return db
