@@ -7,7 +7,7 @@ IMAGE  ?= relay:dev
 # Extra flags for `make run`, e.g. make run ARGS='--log-level debug'.
 ARGS   ?=
 
-.PHONY: all build run test deps fuzz lint docker clean
+.PHONY: all build run test deps fuzz lint docker clean bench-compare
 
 all: build
 
@@ -40,6 +40,9 @@ lint:
 ## docker: build the container image (needs a Docker engine)
 docker:
 	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+bench-compare: ## Relay vs Mosquitto vs nats-server MQTT on this machine (RUNS=1 DURATION=3s for a quick run)
+	bench/compare/compare.sh
 
 clean:
 	rm -rf bin
