@@ -134,6 +134,7 @@ type Bus struct {
 	kickSubs []*nats.Subscription
 
 	bufPool sync.Pool
+	origins originTable // interned node IDs of decoded messages
 
 	presence *presence
 

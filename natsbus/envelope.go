@@ -3,6 +3,7 @@ package natsbus
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/relaymq/relay/broker"
@@ -75,7 +76,8 @@ func appendEnvelope(dst []byte, m *broker.Message, withTopic bool) []byte {
 }
 
 // decodeEnvelope fills m from an envelope; m's byte slices alias data.
-func decodeEnvelope(m *broker.Message, data []byte) error {
+// Node IDs are interned in origins (nil: not interned).
+func decodeEnvelope(m *broker.Message, data []byte, origins *originTable) error {
 	if len(data) < 2 || data[0] != envelopeVersion {
 		return errBadEnvelope
 	}
@@ -88,7 +90,7 @@ func decodeEnvelope(m *broker.Message, data []byte) error {
 	if s, b, ok = readBytes(b); !ok {
 		return errBadEnvelope
 	}
-	m.Origin = string(s)
+	m.Origin = origins.intern(s)
 	if s, b, ok = readBytes(b); !ok {
 		return errBadEnvelope
 	}
@@ -285,15 +287,46 @@ func indexByte(s string, c byte) int {
 }
 
 // decodeMessage builds a Message from a subject tail and envelope.
-func decodeMessage(tenant, tail string, data []byte) (*broker.Message, error) {
+func decodeMessage(tenant, tail string, data []byte, origins *originTable) (*broker.Message, error) {
 	m := &broker.Message{Tenant: tenant}
 	t, err := topic.DecodeSubject(make([]byte, 0, len(tail)), []byte(tail))
 	if err != nil {
 		return nil, err
 	}
 	m.Topic = t
-	if err := decodeEnvelope(m, data); err != nil {
+	if err := decodeEnvelope(m, data, origins); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// originTable interns node IDs: every message carries its origin, and
+// there are only as many distinct ones as edges, so decoding need not
+// allocate a string for it each time.
+type originTable struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+// maxOrigins bounds the table (edges restarted with new IDs add entries).
+const maxOrigins = 4096
+
+func (o *originTable) intern(b []byte) string {
+	if o == nil {
+		return string(b)
+	}
+	o.mu.RLock()
+	s, ok := o.m[string(b)] // no allocation for the lookup
+	o.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	o.mu.Lock()
+	if o.m == nil || len(o.m) >= maxOrigins {
+		o.m = make(map[string]string)
+	}
+	o.m[s] = s
+	o.mu.Unlock()
+	return s
 }

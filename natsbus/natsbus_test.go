@@ -96,7 +96,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := appendEnvelope(nil, &tt.m, tt.withTopic)
 			var got broker.Message
-			if err := decodeEnvelope(&got, env); err != nil {
+			if err := decodeEnvelope(&got, env, nil); err != nil {
 				t.Fatal(err)
 			}
 			want := tt.m
@@ -118,7 +118,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 	for n := range len(appendEnvelope(nil, &tests[2].m, true)) {
 		var m broker.Message
-		decodeEnvelope(&m, appendEnvelope(nil, &tests[2].m, true)[:n]) // must not panic
+		decodeEnvelope(&m, appendEnvelope(nil, &tests[2].m, true)[:n], nil) // must not panic
 	}
 }
 
@@ -275,5 +275,20 @@ func TestPublishRoutesToSessionQueues(t *testing.T) {
 	info, _ := b.queue.Info(ctx)
 	if info.State.Msgs != 0 {
 		t.Fatalf("%d messages left in the queue after settling", info.State.Msgs)
+	}
+}
+
+func TestOriginInterning(t *testing.T) {
+	var o originTable
+	id := []byte("edge-1")
+	first := o.intern(id)
+	if got := o.intern([]byte("edge-1")); got != first || got != "edge-1" {
+		t.Fatalf("intern = %q", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { o.intern(id) }); n != 0 {
+		t.Fatalf("interning a known node ID allocates %v times", n)
+	}
+	if got := (*originTable)(nil).intern(id); got != "edge-1" {
+		t.Fatalf("nil table: %q", got)
 	}
 }

@@ -135,7 +135,7 @@ func (b *Bus) emitRetained(tenant, subject string, data []byte, fn func(*broker.
 	if !ok || tn != tenant {
 		return nil
 	}
-	m, err := decodeMessage(tn, tail, data)
+	m, err := decodeMessage(tn, tail, data, &b.origins)
 	if err != nil {
 		b.log.Warn("skipping malformed retained message", "subject", subject, "err", err)
 		return nil

@@ -174,7 +174,7 @@ func (b *Bus) Subscribe(tenant string, f topic.Filter, class broker.Class, h bro
 		if !ok || tn != tenant {
 			return
 		}
-		m, err := decodeMessage(tn, tail, nm.Data)
+		m, err := decodeMessage(tn, tail, nm.Data, &b.origins)
 		if err != nil {
 			b.log.Warn("dropping malformed backbone message", "subject", nm.Subject, "err", err)
 			return

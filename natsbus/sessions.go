@@ -359,7 +359,7 @@ func (q *queue) delivery(msg jetstream.Msg) (*delivery, error) {
 		return nil, err
 	}
 	m := &broker.Message{Tenant: q.tenant}
-	if err := decodeEnvelope(m, msg.Data()); err != nil {
+	if err := decodeEnvelope(m, msg.Data(), &q.b.origins); err != nil {
 		return nil, err
 	}
 	if len(m.Topic) == 0 {

@@ -252,15 +252,7 @@ func (s *Store) ListCredentials(ctx context.Context, tenantID, appID string) ([]
 	if err := q.Order("username").Find(&rows).Error; err != nil {
 		return nil, dbErr(err, "credentials")
 	}
-	out := make([]tenant.Credential, len(rows))
-	for i := range rows {
-		c, err := rows[i].domain()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = *c
-	}
-	return out, nil
+	return decodeRows(rows, (*credentialRow).domain)
 }
 
 // RevokeCredential marks the tenant's credential revoked (once: revoking it
@@ -335,15 +327,7 @@ func (s *Store) ListAPIKeys(ctx context.Context, tenantID string) ([]tenant.APIK
 	if err != nil {
 		return nil, dbErr(err, "API keys")
 	}
-	out := make([]tenant.APIKey, len(rows))
-	for i := range rows {
-		k, err := rows[i].domain()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = *k
-	}
-	return out, nil
+	return decodeRows(rows, (*apiKeyRow).domain)
 }
 
 // RevokeAPIKey marks the tenant's key revoked (once: revoking it again
@@ -456,4 +440,18 @@ func validText(s string) bool {
 		}
 	}
 	return true
+}
+
+// decodeRows converts stored rows whose secrets must decode into domain
+// values, failing on the first that does not.
+func decodeRows[R, T any](rows []R, domain func(*R) (*T, error)) ([]T, error) {
+	out := make([]T, len(rows))
+	for i := range rows {
+		v, err := domain(&rows[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = *v
+	}
+	return out, nil
 }
