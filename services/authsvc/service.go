@@ -85,6 +85,12 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		s.subs = append(s.subs, sub)
 	}
+	// Once Start returns the service must be reachable: make sure the
+	// server has the subscriptions (edges otherwise get "no responders").
+	if err := s.opts.Conn.FlushTimeout(5 * time.Second); err != nil {
+		s.Close()
+		return fmt.Errorf("authsvc: flush: %w", err)
+	}
 	s.wg.Add(1)
 	go s.pushChanges()
 	return nil
