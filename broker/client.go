@@ -75,12 +75,15 @@ type client struct {
 	ctrl     []outItem // control packets, sent first, never dropped
 	pubs     []outItem // PUBLISH packets waiting to be sent
 	inflight map[uint16]inflight
-	nextID   uint16
-	acks     []pendingAck // inbound QoS 1 acks, in arrival order [MQTT-4.6.0-2]
-	ackBase  uint64       // sequence number of acks[0]
-	closed   bool
-	reason   packet.ReasonCode // DISCONNECT reason to send (MQTT 5)
-	dropLog  time.Time
+	// completed holds queue sequences of QoS 2 flows finished (PUBCOMP)
+	// after a reconnect restored them at the PUBREL stage.
+	completed map[uint64]struct{}
+	nextID    uint16
+	acks      []pendingAck // inbound QoS 1 acks, in arrival order [MQTT-4.6.0-2]
+	ackBase   uint64       // sequence number of acks[0]
+	closed    bool
+	reason    packet.ReasonCode // DISCONNECT reason to send (MQTT 5)
+	dropLog   time.Time
 
 	wake     chan struct{} // cap 1: writer has work
 	slotFree chan struct{} // cap 1: an inflight slot was freed

@@ -380,6 +380,17 @@ func (c *client) handleAck(a *packet.Ack) error {
 				c.log.Warn("acknowledging queue message", "err", err)
 			}
 		}
+		if ok && f.del == nil && f.seq != 0 {
+			// A flow restored at the PUBREL stage whose queue message an
+			// edge crash left behind: when the queue offers it, it is
+			// settled, never sent again [MQTT-4.3.3-1].
+			c.mu.Lock()
+			if c.completed == nil {
+				c.completed = make(map[uint64]struct{})
+			}
+			c.completed[f.seq] = struct{}{}
+			c.mu.Unlock()
+		}
 		if ok && c.state != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
 			if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, a.PacketID, 0, false); err != nil {

@@ -247,7 +247,7 @@ func (c *client) queueLoop() {
 			continue
 		}
 		id := packetIDFor(d.Seq())
-		if qos == 2 && c.released(id, d.Seq()) {
+		if c.takeCompleted(d.Seq()) || (qos == 2 && c.released(id, d.Seq())) {
 			// PUBREC came before the edge could settle it: the flow is
 			// at PUBREL, the PUBLISH must not go out again [MQTT-4.3.3-1].
 			d.Settle(ctx)
@@ -259,6 +259,18 @@ func (c *client) queueLoop() {
 		}
 		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true})
 	}
+}
+
+// takeCompleted reports (once) whether the queued message seq belongs to a
+// QoS 2 flow that completed after being restored at the PUBREL stage.
+func (c *client) takeCompleted(seq uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.completed[seq]; ok {
+		delete(c.completed, seq)
+		return true
+	}
+	return false
 }
 
 // released reports whether the queued message seq (packet ID id) is at the
