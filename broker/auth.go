@@ -32,6 +32,15 @@ type ConnectInfo struct {
 	ServerName string
 }
 
+// describeTransport fills in what the transport knows about the
+// connection: the host name the client asked for (TLS SNI, WebSocket
+// Host), if nc offers it.
+func describeTransport(nc net.Conn, info *ConnectInfo) {
+	if s, ok := nc.(interface{ ServerName() string }); ok {
+		info.ServerName = s.ServerName()
+	}
+}
+
 // Authenticator decides who a connecting client is.
 type Authenticator interface {
 	// Authenticate returns the principal for info, with its rules compiled

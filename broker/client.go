@@ -293,8 +293,9 @@ func (c *client) connect() error {
 	info := &ConnectInfo{
 		ClientID: c.id, Username: p.Username, Password: p.Password,
 		HasUsername: p.UsernameFlag, HasPassword: p.PasswordFlag,
-		Version: c.version, RemoteAddr: c.nc.RemoteAddr(), ServerName: serverName(c.nc),
+		Version: c.version, RemoteAddr: c.nc.RemoteAddr(),
 	}
+	describeTransport(c.nc, info)
 	ctx, cancel := context.WithTimeout(context.Background(), opts.BackboneTimeout)
 	defer cancel()
 	// Brute-force throttling per source address and per username.
@@ -492,13 +493,4 @@ func (c *client) publishWill(ctx context.Context) {
 		return
 	}
 	c.log.Info("will published", "topic", string(w.Topic))
-}
-
-// serverName returns the host name the client asked for, if the transport
-// knows it (TLS SNI, WebSocket Host).
-func serverName(nc net.Conn) string {
-	if s, ok := nc.(interface{ ServerName() string }); ok {
-		return s.ServerName()
-	}
-	return ""
 }
