@@ -10,12 +10,11 @@
 #
 # Adding a dependency: write a dep_<name> function that returns 0 when the
 # thing is usable (installing it first if need be) and calls die otherwise,
-# then add <name> to DEPS. Coming: dep_node, dep_chromium (Debian's
-# chromium + chromium-driver through apt_install).
+# then add <name> to DEPS.
 set -euo pipefail
 
 # Order matters: later entries may rely on earlier ones.
-DEPS=(go mosquitto postgres)
+DEPS=(go mosquitto postgres node chromium)
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -130,6 +129,40 @@ dep_postgres() {
 		useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres ||
 			die "could not create the postgres OS user"
 	fi
+}
+
+# node: Node.js and npm, for tests that drive real JavaScript MQTT clients
+# (MQTT.js). The packages they use are pinned in e2e/js/package-lock.json
+# and installed into e2e/js/node_modules (from the npm registry) when that
+# lock file is newer than the installed tree.
+dep_node() {
+	if ! have node || ! have npm; then
+		apt_install nodejs npm
+	fi
+	have node || die "nodejs installed but node not on PATH"
+	local dir=e2e/js
+	[ -f "$dir/package-lock.json" ] || return 0
+	if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+		[ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+		local log
+		log=$(mktemp "${TMPDIR:-/tmp}/relay-deps.XXXXXX")
+		if ! npm ci --prefix "$dir" --no-audit --no-fund >"$log" 2>&1; then
+			echo "deps.sh: npm ci in $dir failed; last lines of $log:" >&2
+			tail -n 20 "$log" >&2
+			exit 1
+		fi
+		rm -f "$log"
+	fi
+}
+
+# chromium: Debian's headless Chromium, driven by the dashboard's browser
+# tests (chromedp). Tests find it at /usr/bin/chromium or $RELAY_CHROMIUM.
+dep_chromium() {
+	if have chromium || [ -n "${RELAY_CHROMIUM:-}" ]; then
+		return 0
+	fi
+	apt_install chromium
+	have chromium || die "chromium installed but not on PATH"
 }
 
 # ---------------------------------------------------------------------------
