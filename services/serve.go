@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/relaymq/relay/dashboard"
 )
 
 // ServeConfig configures the all-in-one server.
@@ -43,6 +45,7 @@ type Server struct {
 	cnc  *nats.Conn
 	edge *Edge
 	http *http.Server
+	dash *dashboard.Server
 	hl   net.Listener
 	wg   sync.WaitGroup
 	once sync.Once
@@ -106,15 +109,11 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		s.hl = l
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-			if !s.ns.JetStreamEnabled() {
-				http.Error(w, "jetstream unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
-		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		if s.dash, err = s.newDashboard(); err != nil {
+			s.Close()
+			return err
+		}
+		s.http = &http.Server{Handler: s.dash.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -160,6 +159,9 @@ func (s *Server) Close() error {
 			cancel()
 		}
 		s.wg.Wait()
+		if s.dash != nil {
+			errs = append(errs, s.dash.Close())
+		}
 		if s.edge != nil {
 			errs = append(errs, s.edge.Close())
 		}
