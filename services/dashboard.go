@@ -12,6 +12,8 @@ import (
 func (s *Server) newDashboard() (*dashboard.Server, error) {
 	return dashboard.New(dashboard.Config{
 		Tenancy: s.ctl.Admin(),
+		API:     s.dashboardAPIDeps(),
+		Web:     s.dashboardWebDeps(),
 		Health: func(context.Context) error {
 			if !s.ns.JetStreamEnabled() {
 				return errors.New("jetstream unavailable")
