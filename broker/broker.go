@@ -39,6 +39,7 @@ type Broker struct {
 	once     sync.Once
 
 	stats    Stats
+	tenants  tenantTable // per-tenant counters (inspect.go)
 	throttle *throttle
 }
 
@@ -317,6 +318,8 @@ type route struct {
 	mu   sync.RWMutex
 	subs []routeSub
 	next atomic.Uint32 // round-robin position of a shared route
+	// delivered counts messages handed to local subscribers (EachRoute).
+	delivered atomic.Uint64
 }
 
 type routeSub struct {
@@ -401,6 +404,7 @@ func (rt *route) deliver(m *Message) {
 		if n := len(rt.subs); n > 0 {
 			s := &rt.subs[int(rt.next.Add(1)%uint32(n))]
 			s.c.deliverLive(m, &s.sub)
+			rt.delivered.Add(1)
 		}
 		rt.mu.RUnlock()
 		return
@@ -409,5 +413,6 @@ func (rt *route) deliver(m *Message) {
 		s := &rt.subs[i]
 		s.c.deliverLive(m, &s.sub)
 	}
+	rt.delivered.Add(uint64(len(rt.subs)))
 	rt.mu.RUnlock()
 }

@@ -37,7 +37,9 @@ type client struct {
 	version    byte
 	tenant     string
 	id         string
+	username   string // as sent in CONNECT
 	principal  *auth.Principal
+	tc         *tenantCounters // the tenant's counters, cached at CONNECT
 	keepAlive  time.Duration
 	persist    bool          // the session outlives the connection
 	cleanStart bool          // discard any stored session at connect
@@ -94,6 +96,11 @@ type client struct {
 
 	connected time.Time
 	normal    bool // DISCONNECT received: no will [MQTT-3.1.2-10]
+
+	// live is set once CONNACK is sent: from then on the fields set by
+	// connect are read-only and may be read by inspection (inspect.go).
+	live            atomic.Bool
+	msgsIn, msgsOut atomic.Uint64
 }
 
 func newClient(b *Broker, nc net.Conn) *client {
@@ -140,6 +147,8 @@ func (c *client) serve() {
 	}
 	c.b.stats.Connections.Add(1)
 	c.b.stats.ConnectionsTotal.Add(1)
+	c.tc.conns.Add(1)
+	c.live.Store(true)
 	c.log.Info("client connected", "version", c.version, "keepalive", c.keepAlive, "persistent", c.persist)
 
 	c.wg.Add(1)
@@ -170,6 +179,7 @@ func (c *client) serve() {
 	c.wg.Wait()
 	c.cleanup()
 	c.b.stats.Connections.Add(-1)
+	c.tc.conns.Add(-1)
 }
 
 // shutdown starts closing the connection: MQTT 5 clients get a DISCONNECT
@@ -322,6 +332,8 @@ func (c *client) connect() error {
 	}
 	c.principal = prin
 	c.tenant = prin.Tenant
+	c.username = p.Username
+	c.tc = c.b.tenants.get(c.tenant)
 	if r := prin.Limits.MaxMessageRate; r > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(r), max(1, r/10))
 		c.limitWait = time.Second / time.Duration(r)

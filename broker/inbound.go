@@ -134,6 +134,9 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 		return err
 	}
 	c.b.stats.MessagesIn.Add(1)
+	c.msgsIn.Add(1)
+	c.tc.msgsIn.Add(1)
+	c.tc.bytesIn.Add(uint64(len(p.Payload)))
 	t := p.Topic
 	if c.version == packet.V5 && p.Properties.Has(packet.PropTopicAlias) {
 		a := p.Properties.TopicAlias

@@ -139,10 +139,16 @@ func (c *client) refreshACL(rules *auth.RuleSet) {
 	c.aclSeen.Store(rules)
 }
 
+// dropped counts a message for the client that was dropped.
+func (c *client) dropped() {
+	c.b.stats.Dropped.Add(1)
+	c.tc.dropped.Add(1)
+}
+
 // deliver queues m for the client.
 func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 	if !m.Expiry.IsZero() && time.Now().After(m.Expiry) {
-		c.b.stats.Dropped.Add(1)
+		c.dropped()
 		return
 	}
 	c.mu.Lock()
@@ -151,7 +157,7 @@ func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 		return
 	}
 	if len(c.pubs) >= c.b.opts.MaxQueued {
-		c.b.stats.Dropped.Add(1)
+		c.dropped()
 		logIt := time.Since(c.dropLog) > 10*time.Second
 		if logIt {
 			c.dropLog = time.Now()
@@ -340,7 +346,7 @@ func (c *client) writeItem(it *outItem) error {
 		buf, err = p.Encode(dst, c.version)
 		if err == nil && c.maxOut > 0 && len(buf) > c.maxOut {
 			// [MQTT-3.1.2-25] never send more than the client accepts.
-			c.b.stats.Dropped.Add(1)
+			c.dropped()
 			if it.qos > 0 {
 				if f, ok := c.release(it.id); ok && f.del != nil {
 					f.del.Ack()
@@ -349,6 +355,9 @@ func (c *client) writeItem(it *outItem) error {
 			return nil
 		}
 		c.b.stats.MessagesOut.Add(1)
+		c.msgsOut.Add(1)
+		c.tc.msgsOut.Add(1)
+		c.tc.bytesOut.Add(uint64(len(it.msg.Payload)))
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		a := packet.Ack{Type: it.typ, PacketID: it.id, ReasonCode: it.rc}
 		buf, err = a.Encode(dst, c.version)

@@ -241,8 +241,13 @@ func (c *client) queueLoop() {
 			c.refreshACL(rules)
 		}
 		qos := c.queueQoS(m)
-		if qos == 0 || (!m.Expiry.IsZero() && time.Now().After(m.Expiry)) {
-			// No longer subscribed (or expired): done with it.
+		if qos == 0 {
+			// No longer subscribed: done with it.
+			d.Ack()
+			continue
+		}
+		if !m.Expiry.IsZero() && time.Now().After(m.Expiry) {
+			c.dropped() // expired while queued [MQTT-3.3.2-5]
 			d.Ack()
 			continue
 		}
