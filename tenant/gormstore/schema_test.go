@@ -34,7 +34,7 @@ func TestSchemaEquivalence(t *testing.T) {
 		SQLite:   sqliteSchema(t, ctx, liteDB),
 		Postgres: postgresSchema(t, ctx, pgDB),
 	}
-	want := []string{"api_keys", "apps", "audit_records", "casbin_rule", "credentials", "schema_migrations", "tenants"}
+	want := []string{"api_keys", "apps", "audit_records", "casbin_rule", "credentials", "schema_migrations", "tenants", "users", "web_sessions"}
 	for d, schema := range got {
 		var names []string
 		for n := range schema {
