@@ -163,41 +163,129 @@ type NewCredential struct {
 
 // CreateCredential generates a username and a secret for the app.
 func (a *Admin) CreateCredential(ctx context.Context, actor, slug, appName, clientIDPattern string) (*NewCredential, error) {
-	t, err := a.store.TenantBySlug(ctx, slug)
+	c, secret, err := a.IssueCredential(ctx, actor, slug, appName, "", clientIDPattern)
 	if err != nil {
 		return nil, err
+	}
+	return &NewCredential{Username: c.Username + "@" + slug, Password: secret, Tenant: slug, App: appName}, nil
+}
+
+// IssueCredential creates a credential of the app and returns it with its
+// generated secret (shown once; Relay keeps only a keyed hash). username ""
+// generates one ("<app>-<8 hex>"); a chosen one must be a valid name
+// (tenant.ValidName) not starting with "rk_", which API key prefixes use.
+// Errors: tenant.ErrNotFound (tenant, app), tenant.ErrInvalid,
+// tenant.ErrConflict (username taken in the tenant).
+func (a *Admin) IssueCredential(ctx context.Context, actor, slug, appName, username, clientIDPattern string) (*tenant.Credential, string, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, "", err
 	}
 	app, err := a.store.AppByName(ctx, t.ID, appName)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if clientIDPattern != "" {
 		if err := topic.ValidateFilter(strings.ReplaceAll(strings.ReplaceAll(clientIDPattern, "%u", "u"), "-", "/")); err != nil {
-			return nil, fmt.Errorf("%w: client ID pattern %q: %w", tenant.ErrInvalid, clientIDPattern, err)
+			return nil, "", fmt.Errorf("%w: client ID pattern %q: %w", tenant.ErrInvalid, clientIDPattern, err)
 		}
 	}
-	var b [4]byte
-	rand.Read(b[:])
-	prefix := appName
-	if len(prefix) > 40 { // usernames are at most 63 characters
-		prefix = prefix[:40]
+	user := username
+	if user == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		prefix := appName
+		if len(prefix) > 40 { // usernames are at most 63 characters
+			prefix = prefix[:40]
+		}
+		user = prefix + "-" + hex.EncodeToString(b[:])
+	} else if !tenant.ValidName(user) || strings.HasPrefix(user, apiKeyPrefix) {
+		return nil, "", fmt.Errorf("%w: username %q: use 1-63 letters, digits, '_' and '-' (not starting with %q)", tenant.ErrInvalid, user, apiKeyPrefix)
 	}
-	user := prefix + "-" + hex.EncodeToString(b[:])
 	secret := auth.NewSecret()
 	c := &tenant.Credential{
 		TenantID: t.ID, AppID: app.ID, Username: user, SecretHash: a.keyed.Hash([]byte(secret)),
 		HashScheme: tenant.SchemeKeyed, ClientIDPattern: clientIDPattern,
 	}
 	if err := a.store.CreateCredential(ctx, c); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := a.pol.LinkCredential(ctx, slug, user, appName); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := a.audit(ctx, t, actor, "credential.create", user, "app "+appName); err != nil {
+		return nil, "", err
+	}
+	return c, secret, nil
+}
+
+// SecretRotator is implemented by stores that can replace a credential's
+// secret hash (tenant.Store has no such update yet; services wraps its
+// GORM store with one).
+type SecretRotator interface {
+	// SetCredentialSecret replaces the secret hash of the tenant's
+	// unrevoked credential. tenant.ErrNotFound if there is none.
+	SetCredentialSecret(ctx context.Context, tenantID, username string, hash []byte, scheme string) error
+}
+
+// RotateCredential gives a credential a new generated secret (returned,
+// shown once) and keeps its username; clients still connected with the old
+// secret are disconnected through the change feed, as for a revocation.
+// username may carry the "@<tenant>" suffix. Errors: tenant.ErrNotFound,
+// tenant.ErrConflict for a revoked credential.
+func (a *Admin) RotateCredential(ctx context.Context, actor, slug, username string) (string, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return "", err
+	}
+	username = strings.TrimSuffix(username, "@"+slug)
+	c, err := a.store.CredentialByUsername(ctx, t.ID, username)
+	if err != nil {
+		return "", err
+	}
+	if c.Revoked {
+		return "", fmt.Errorf("%w: credential %q is revoked", tenant.ErrConflict, username)
+	}
+	rot, ok := a.store.(SecretRotator)
+	if !ok {
+		return "", errors.New("admin: this store cannot rotate secrets")
+	}
+	secret := auth.NewSecret()
+	if err := rot.SetCredentialSecret(ctx, t.ID, username, a.keyed.Hash([]byte(secret)), tenant.SchemeKeyed); err != nil {
+		return "", err
+	}
+	// The change feed disconnects a credential's clients on
+	// "credential.revoke" (services/authsvc classify): the old secret is
+	// revoked, so that is the record, with the rotation in the detail.
+	return secret, a.audit(ctx, t, actor, "credential.revoke", username, "secret rotated: the old one no longer works")
+}
+
+// ListApps returns the tenant's apps, by name.
+func (a *Admin) ListApps(ctx context.Context, slug string) ([]tenant.App, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
 		return nil, err
 	}
-	return &NewCredential{Username: user + "@" + slug, Password: secret, Tenant: slug, App: appName}, nil
+	return a.store.ListApps(ctx, t.ID)
+}
+
+// ListCredentials returns the tenant's credentials (of one app if appName
+// is not empty), by username; revoked ones too. tenant.ErrNotFound for an
+// unknown tenant or app.
+func (a *Admin) ListCredentials(ctx context.Context, slug, appName string) ([]tenant.Credential, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	appID := ""
+	if appName != "" {
+		app, err := a.store.AppByName(ctx, t.ID, appName)
+		if err != nil {
+			return nil, err
+		}
+		appID = app.ID
+	}
+	return a.store.ListCredentials(ctx, t.ID, appID)
 }
 
 // RevokeCredential revokes a credential and disconnects its clients.
@@ -223,28 +311,71 @@ type NewAPIKey struct {
 	App    string `json:"app"`
 }
 
+// apiKeyPrefix starts every API key's public prefix.
+const apiKeyPrefix = "rk_"
+
 // CreateAPIKey creates an HTTP API key for the app.
 func (a *Admin) CreateAPIKey(ctx context.Context, actor, slug, appName string) (*NewAPIKey, error) {
+	k, key, err := a.IssueAPIKey(ctx, actor, slug, appName)
+	if err != nil {
+		return nil, err
+	}
+	return &NewAPIKey{Key: key, Prefix: k.Prefix, Tenant: slug, App: appName}, nil
+}
+
+// IssueAPIKey creates an HTTP API key for the app and returns it with the
+// whole key "<prefix>.<secret>" (shown once). Errors: tenant.ErrNotFound.
+func (a *Admin) IssueAPIKey(ctx context.Context, actor, slug, appName string) (*tenant.APIKey, string, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, "", err
+	}
+	app, err := a.store.AppByName(ctx, t.ID, appName)
+	if err != nil {
+		return nil, "", err
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := apiKeyPrefix + hex.EncodeToString(b[:])
+	secret := auth.NewSecret()
+	k := &tenant.APIKey{TenantID: t.ID, AppID: app.ID, Prefix: prefix, SecretHash: a.keyed.Hash([]byte(secret))}
+	if err := a.store.CreateAPIKey(ctx, k); err != nil {
+		return nil, "", err
+	}
+	if err := a.audit(ctx, t, actor, "apikey.create", prefix, "app "+appName); err != nil {
+		return nil, "", err
+	}
+	return k, prefix + "." + secret, nil
+}
+
+// ListAPIKeys returns the tenant's API keys, newest first (revoked ones
+// too).
+func (a *Admin) ListAPIKeys(ctx context.Context, slug string) ([]tenant.APIKey, error) {
 	t, err := a.store.TenantBySlug(ctx, slug)
 	if err != nil {
 		return nil, err
 	}
-	app, err := a.store.AppByName(ctx, t.ID, appName)
+	return a.store.ListAPIKeys(ctx, t.ID)
+}
+
+// RevokeAPIKey revokes the tenant's API key with this prefix; it stops
+// working at once. tenant.ErrNotFound, also for another tenant's key.
+func (a *Admin) RevokeAPIKey(ctx context.Context, actor, slug, prefix string) error {
+	t, err := a.store.TenantBySlug(ctx, slug)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	prefix := "rk_" + hex.EncodeToString(b[:])
-	secret := auth.NewSecret()
-	k := &tenant.APIKey{TenantID: t.ID, AppID: app.ID, Prefix: prefix, SecretHash: a.keyed.Hash([]byte(secret))}
-	if err := a.store.CreateAPIKey(ctx, k); err != nil {
-		return nil, err
+	if err := a.store.RevokeAPIKey(ctx, t.ID, prefix); err != nil {
+		return err
 	}
-	if err := a.audit(ctx, t, actor, "apikey.create", prefix, "app "+appName); err != nil {
-		return nil, err
-	}
-	return &NewAPIKey{Key: prefix + "." + secret, Prefix: prefix, Tenant: slug, App: appName}, nil
+	return a.audit(ctx, t, actor, "apikey.revoke", prefix, "")
+}
+
+// APIKeyRules returns the effective ACL rules of an API key: those of its
+// app (and the app's roles), and any given to "cred:<prefix>". Compile them
+// (auth.Compile) with the prefix as username and no client ID.
+func (a *Admin) APIKeyRules(ctx context.Context, slug, prefix, appName string) ([]auth.Rule, error) {
+	return a.pol.RulesFor(ctx, slug, prefix, appName)
 }
 
 // AddRule adds an ACL rule for a subject ("app:<name>", "cred:<username>"
