@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
+	"strings"
 
 	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/tenant"
@@ -30,15 +33,50 @@ type ConnectInfo struct {
 	// ServerName is the host name the client asked for (TLS SNI or
 	// WebSocket Host), empty on plain TCP.
 	ServerName string
+	// CertIdentity names the client certificate, if the client sent one
+	// and it was verified against the listener's client CA (a certificate
+	// that does not verify fails the TLS handshake): its subject common
+	// name, else its first DNS name, else its first URI. Empty otherwise.
+	// The Authenticator may accept it instead of a password.
+	CertIdentity string
 }
 
 // describeTransport fills in what the transport knows about the
 // connection: the host name the client asked for (TLS SNI, WebSocket
-// Host), if nc offers it.
+// Host) and the identity of a verified client certificate, if nc offers
+// them (broker/listener connections and *tls.Conn do).
 func describeTransport(nc net.Conn, info *ConnectInfo) {
 	if s, ok := nc.(interface{ ServerName() string }); ok {
 		info.ServerName = s.ServerName()
 	}
+	if s, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := s.ConnectionState()
+		if info.ServerName == "" {
+			info.ServerName = strings.ToLower(st.ServerName)
+		}
+		// VerifiedChains is empty unless the chain was verified against
+		// the configured ClientCAs (tls.VerifyClientCertIfGiven or
+		// RequireAndVerifyClientCert): an unverified certificate never
+		// gives an identity.
+		if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+			info.CertIdentity = CertIdentity(st.VerifiedChains[0][0])
+		}
+	}
+}
+
+// CertIdentity is the name a client certificate authenticates as: its
+// subject common name, else its first DNS subject alternative name, else
+// its first URI one; "" if it has none of them.
+func CertIdentity(c *x509.Certificate) string {
+	switch {
+	case c.Subject.CommonName != "":
+		return c.Subject.CommonName
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	case len(c.URIs) > 0:
+		return c.URIs[0].String()
+	}
+	return ""
 }
 
 // Authenticator decides who a connecting client is.

@@ -240,6 +240,7 @@ func TestServeAllInOne(t *testing.T) {
 	p := startProc(t, "serve", "serve",
 		"--data-dir", t.TempDir(),
 		"--mqtt-addr", "127.0.0.1:0",
+		"--mqtts-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
 		"--nats-addr", "127.0.0.1:0",
 		"--allow-anonymous")

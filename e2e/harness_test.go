@@ -305,6 +305,8 @@ func startEdge(t testing.TB, natsURL, id string, extra ...string) *edge {
 		"edge",
 		"--nats-url", natsURL,
 		"--mqtt-addr", "127.0.0.1:0",
+		// Not the fixed default ports: several edges run at once.
+		"--mqtts-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0",
 		"--node-id", id,
 		"--allow-anonymous",
 		"--node-ttl", nodeTTL.String(),

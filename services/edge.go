@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/broker"
+	"github.com/relaymq/relay/broker/listener"
 	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services/authsvc"
 )
@@ -35,6 +37,16 @@ type EdgeConfig struct {
 	NATSOptions []nats.Option
 	// MQTTAddr is the TCP address for MQTT ("" disables it).
 	MQTTAddr string
+	// MQTTSAddr is the address for MQTT over TLS ("" disables it).
+	MQTTSAddr string
+	// WSAddr is the address for MQTT over WebSocket, at /mqtt ("" disables
+	// it).
+	WSAddr string
+	// WSSAddr is the address for MQTT over secure WebSocket, at /mqtt (""
+	// disables it).
+	WSSAddr string
+	// TLS configures the certificates of MQTTSAddr and WSSAddr.
+	TLS TLSConfig
 	// AllowAnonymous lets clients without credentials into the default
 	// tenant. Clients with credentials are checked by the control plane
 	// (relay control, or the one inside relay serve).
@@ -48,6 +60,50 @@ type EdgeConfig struct {
 	Logger *slog.Logger
 }
 
+// DefaultBaseDomain is the default base domain: tenant host names are
+// <slug>.relay.localhost.
+const DefaultBaseDomain = "relay.localhost"
+
+// TLSConfig configures an edge's TLS certificates: one certificate
+// (CertFile and KeyFile), a directory of per-host certificates (CertDir),
+// or, with neither, a development CA in DevCADir. With none of them the
+// TLS listeners are disabled (logged).
+type TLSConfig struct {
+	// CertFile and KeyFile are a PEM certificate chain and its key.
+	CertFile, KeyFile string
+	// CertDir holds per-host certificates, chosen by SNI (see
+	// listener.CertOptions.CertDir).
+	CertDir string
+	// ClientCAFile is a PEM bundle of CAs for client certificates: with
+	// it, TLS clients are asked for a certificate, and a verified one can
+	// replace the password in tenants that allow it.
+	ClientCAFile string
+	// BaseDomain: tenant host names are <slug>.<BaseDomain>; it picks the
+	// default certificate of CertDir and names the development
+	// certificate. Default DefaultBaseDomain.
+	BaseDomain string
+	// DevCADir, used when no certificate is configured, holds a
+	// development CA and a certificate for *.<BaseDomain>, <BaseDomain>
+	// and localhost, generated on first start (listener.EnsureDevCA).
+	DevCADir string
+	// ReloadInterval is how often certificate files are checked for
+	// changes. Default listener.DefaultReloadInterval.
+	ReloadInterval time.Duration
+	// HandshakeTimeout bounds a TLS handshake or WebSocket upgrade; default
+	// 10 s. MaxHandshakes bounds them at once per listener; default 256.
+	HandshakeTimeout time.Duration
+	MaxHandshakes    int
+}
+
+// configured reports whether certificate files are given.
+func (c *TLSConfig) configured() bool {
+	return c.CertFile != "" || c.KeyFile != "" || c.CertDir != ""
+}
+
+// wsSlack is what a WebSocket message may hold beyond the largest MQTT
+// packet (a client may put more than one packet in a message).
+const wsSlack = 16 << 10
+
 // Edge is a running edge node.
 type Edge struct {
 	cfg    EdgeConfig
@@ -57,6 +113,14 @@ type Edge struct {
 	broker *broker.Broker
 	auth   *authsvc.Client
 	mqtt   net.Listener
+	mqtts  net.Listener
+	ws     net.Listener
+	wss    net.Listener
+	certs  *listener.Certificates
+	devCA  *listener.DevCA
+	// closers are the listeners, closed (again) after the broker: one
+	// that failed to start is not the broker's.
+	closers []io.Closer
 
 	wg   sync.WaitGroup
 	once sync.Once
@@ -161,31 +225,162 @@ func (e *Edge) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if e.cfg.MQTTAddr != "" {
-		l, err := net.Listen("tcp", e.cfg.MQTTAddr)
-		if err != nil {
-			e.Close()
-			return fmt.Errorf("MQTT listener: %w", err)
-		}
-		e.mqtt = l
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			if err := e.broker.Serve(l); err != nil {
-				e.log.Error("MQTT listener stopped", "err", err)
-			}
-		}()
-		e.log.Info("MQTT listening", "addr", l.Addr().String())
+	if err := e.listen(); err != nil {
+		e.Close()
+		return err
 	}
 	return nil
 }
 
+// listen opens the listeners the configuration asks for and serves them.
+func (e *Edge) listen() error {
+	if e.cfg.MQTTAddr != "" {
+		l, err := net.Listen("tcp", e.cfg.MQTTAddr)
+		if err != nil {
+			return fmt.Errorf("MQTT listener: %w", err)
+		}
+		e.mqtt = l
+		e.serve("MQTT", l, nil)
+	}
+	tc := e.cfg.TLS
+	maxPacket := e.cfg.Broker.MaxPacketSize
+	if maxPacket <= 0 {
+		maxPacket = 1 << 20 // the broker's default
+	}
+	lo := listener.Options{
+		Logger: e.log, HandshakeTimeout: tc.HandshakeTimeout, MaxHandshakes: tc.MaxHandshakes,
+		MaxMessageSize: int64(maxPacket) + wsSlack,
+	}
+	if e.cfg.MQTTSAddr != "" || e.cfg.WSSAddr != "" {
+		if err := e.loadCertificates(); err != nil {
+			return err
+		}
+	}
+	if e.cfg.MQTTSAddr != "" && e.certs != nil {
+		l, err := e.open("MQTT over TLS", e.cfg.MQTTSAddr, func(raw net.Listener) (*listener.Listener, error) {
+			return listener.NewTLS(raw, e.certs.ServerConfig(), lo)
+		})
+		if err != nil {
+			return err
+		}
+		e.mqtts = l
+		e.serve("MQTT over TLS", l, nil)
+	}
+	if e.cfg.WSAddr != "" {
+		l, err := e.open("MQTT over WebSocket", e.cfg.WSAddr, func(raw net.Listener) (*listener.Listener, error) {
+			return listener.NewWebSocket(raw, nil, lo)
+		})
+		if err != nil {
+			return err
+		}
+		e.ws = l
+		e.serve("MQTT over WebSocket", l, []any{"path", listener.Paths[0]})
+	}
+	if e.cfg.WSSAddr != "" && e.certs != nil {
+		l, err := e.open("MQTT over secure WebSocket", e.cfg.WSSAddr, func(raw net.Listener) (*listener.Listener, error) {
+			return listener.NewWebSocket(raw, e.certs.ServerConfig("http/1.1"), lo)
+		})
+		if err != nil {
+			return err
+		}
+		e.wss = l
+		e.serve("MQTT over secure WebSocket", l, []any{"path", listener.Paths[0]})
+	}
+	return nil
+}
+
+// loadCertificates loads the configured certificates (or the development
+// CA's) and starts watching them; with none configured and no DevCADir it
+// leaves e.certs nil: TLS listeners are disabled.
+func (e *Edge) loadCertificates() error {
+	tc := e.cfg.TLS
+	if tc.BaseDomain == "" {
+		tc.BaseDomain = DefaultBaseDomain
+	}
+	if !tc.configured() {
+		if tc.DevCADir == "" {
+			e.log.Warn("TLS listeners disabled: no certificate configured (--tls-cert and --tls-key, or --tls-cert-dir)",
+				"mqtts_addr", e.cfg.MQTTSAddr, "wss_addr", e.cfg.WSSAddr)
+			return nil
+		}
+		dev, err := listener.EnsureDevCA(tc.DevCADir, tc.BaseDomain, time.Now())
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		e.devCA = dev
+		e.log.Info("TLS uses a development CA (configure --tls-cert/--tls-key or --tls-cert-dir in production); clients trust it with --cafile",
+			"ca", dev.CAFile, "cert", dev.CertFile, "names", "*."+tc.BaseDomain+", "+tc.BaseDomain+", localhost", "generated", dev.Created)
+		tc.CertFile, tc.KeyFile = dev.CertFile, dev.KeyFile
+	}
+	certs, err := listener.NewCertificates(listener.CertOptions{
+		CertFile: tc.CertFile, KeyFile: tc.KeyFile, CertDir: tc.CertDir, ClientCAFile: tc.ClientCAFile,
+		BaseDomain: tc.BaseDomain, ReloadInterval: tc.ReloadInterval, Logger: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	e.certs = certs
+	certs.Start()
+	return nil
+}
+
+// open listens on addr and wraps the listener.
+func (e *Edge) open(name, addr string, wrap func(net.Listener) (*listener.Listener, error)) (net.Listener, error) {
+	raw, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	l, err := wrap(raw)
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	e.closers = append(e.closers, l)
+	if err := l.Start(); err != nil {
+		return nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	return l, nil
+}
+
+// serve hands l to the broker.
+func (e *Edge) serve(name string, l net.Listener, attrs []any) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if err := e.broker.Serve(l); err != nil {
+			e.log.Error(name+" listener stopped", "err", err)
+		}
+	}()
+	e.log.Info(name+" listening", append([]any{"addr", l.Addr().String()}, attrs...)...)
+}
+
 // MQTTAddr returns the MQTT listener's address (nil if none).
-func (e *Edge) MQTTAddr() net.Addr {
-	if e.mqtt == nil {
+func (e *Edge) MQTTAddr() net.Addr { return addrOf(e.mqtt) }
+
+// MQTTSAddr returns the MQTT-over-TLS listener's address (nil if none).
+func (e *Edge) MQTTSAddr() net.Addr { return addrOf(e.mqtts) }
+
+// WSAddr returns the MQTT-over-WebSocket listener's address (nil if none).
+func (e *Edge) WSAddr() net.Addr { return addrOf(e.ws) }
+
+// WSSAddr returns the MQTT-over-secure-WebSocket listener's address (nil
+// if none).
+func (e *Edge) WSSAddr() net.Addr { return addrOf(e.wss) }
+
+// DevCAFile returns the development CA certificate's path if the TLS
+// listeners use the development CA, else "".
+func (e *Edge) DevCAFile() string {
+	if e.devCA == nil {
+		return ""
+	}
+	return e.devCA.CAFile
+}
+
+func addrOf(l net.Listener) net.Addr {
+	if l == nil {
 		return nil
 	}
-	return e.mqtt.Addr()
+	return l.Addr()
 }
 
 // Broker returns the edge's broker.
@@ -206,7 +401,13 @@ func (e *Edge) Close() error {
 		if e.broker != nil {
 			errs = append(errs, e.broker.Close())
 		}
+		for _, c := range e.closers {
+			c.Close() // closed by the broker already, unless it never served it
+		}
 		e.wg.Wait()
+		if e.certs != nil {
+			errs = append(errs, e.certs.Close())
+		}
 		if e.bus != nil {
 			errs = append(errs, e.bus.Close())
 		}

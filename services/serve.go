@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -27,7 +28,10 @@ type ServeConfig struct {
 	// HTTPAddr serves health checks ("" disables it). The dashboard and
 	// HTTP API come here.
 	HTTPAddr string
-	// Edge configures the in-process edge; NATSURLs are ignored.
+	// Edge configures the in-process edge; NATSURLs are ignored. With no
+	// TLS certificate configured (Edge.TLS), its TLS listeners use a
+	// development CA generated under DataDir/tls; an empty
+	// Edge.TLS.BaseDomain is Control.BaseDomain (and the other way round).
 	Edge EdgeConfig
 	// Control configures the in-process control plane; an empty database
 	// URL or key file means SQLite and a key file in DataDir.
@@ -79,6 +83,10 @@ func (s *Server) Start(ctx context.Context) error {
 	cc := s.cfg.Control
 	cc.DataDirDefaults(s.cfg.DataDir)
 	cc.Logger = s.log
+	// One base domain for the host → tenant mapping and the certificates.
+	if cc.BaseDomain == "" {
+		cc.BaseDomain = s.cfg.Edge.TLS.BaseDomain
+	}
 	if s.ctl, err = OpenControl(ctx, cc); err != nil {
 		s.Close()
 		return err
@@ -93,6 +101,13 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ec := s.cfg.Edge
 	ec.NATSOptions = append(ec.NATSOptions, nats.InProcessServer(ns))
+	if ec.TLS.BaseDomain == "" {
+		ec.TLS.BaseDomain = cc.BaseDomain
+	}
+	if ec.TLS.DevCADir == "" {
+		// No certificate configured: TLS with a development CA.
+		ec.TLS.DevCADir = filepath.Join(s.cfg.DataDir, "tls")
+	}
 	ec.Bus.MaxControlLine = embeddedMaxControlLine
 	if s.edge, err = NewEdge(ec); err != nil {
 		s.Close()

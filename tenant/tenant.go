@@ -62,9 +62,13 @@ type Tenant struct {
 	// Status is Active or Suspended.
 	Status Status
 	// Limits are the plan limits.
-	Limits    Limits
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Limits Limits
+	// ClientCertAuth lets a client log in with a client certificate
+	// (verified against the edge's --client-ca) that names one of the
+	// tenant's credentials, without a password. Off by default.
+	ClientCertAuth bool
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // App groups a tenant's credentials and API keys; ACL rules can be given
@@ -148,7 +152,8 @@ type Store interface {
 	TenantByID(ctx context.Context, id string) (*Tenant, error)
 	// ListTenants returns every tenant, by slug.
 	ListTenants(ctx context.Context) ([]Tenant, error)
-	// UpdateTenant stores t's name, status and limits. ErrNotFound.
+	// UpdateTenant stores t's name, status, limits and settings
+	// (ClientCertAuth). ErrNotFound.
 	UpdateTenant(ctx context.Context, t *Tenant) error
 
 	// CreateApp stores a. ErrConflict if the tenant has an app of that name.

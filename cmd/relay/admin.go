@@ -196,6 +196,30 @@ var adminCommands = map[string]map[string]adminCommand{
 					return nil
 				}
 			}},
+		"set": {usage: "SLUG --client-certs on|off",
+			help: "change a tenant's settings: --client-certs on lets clients log in with a client certificate (verified against the edges' --client-ca) naming one of the tenant's credentials, without a password", nargs: 1,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				certs := fs.String("client-certs", "", "on or off: client-certificate logins (new connections)")
+				return func(ctx context.Context, c *services.Control, a []string, out io.Writer, asJSON bool) error {
+					var on bool
+					switch *certs {
+					case "on", "true":
+						on = true
+					case "off", "false":
+					default:
+						return fmt.Errorf("%w: --client-certs on|off is required", tenant.ErrInvalid)
+					}
+					t, err := c.Admin().SetClientCertAuth(ctx, actorCLI, a[0], on)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, map[string]any{"slug": t.Slug, "client_cert_auth": t.ClientCertAuth})
+					}
+					fmt.Fprintf(out, "tenant %s: client-certificate logins %s\n", t.Slug, map[bool]string{true: "on", false: "off"}[t.ClientCertAuth])
+					return nil
+				}
+			}},
 	},
 	"app": {
 		"create": {usage: "--tenant SLUG NAME", help: "create an app (it starts with one rule: allow publish and subscribe on #)", nargs: 1,

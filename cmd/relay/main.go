@@ -131,6 +131,49 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.bus.MessageMaxBytes, "queue-max-bytes", -1, "bytes of queued messages for offline sessions, all sessions together; oldest dropped beyond (-1: unlimited)")
 }
 
+// transportFlags are the TLS and WebSocket flags of relay serve and relay
+// edge.
+type transportFlags struct {
+	mqttsAddr, wsAddr, wssAddr string
+	cert, key, certDir         string
+	clientCA, baseDomain       string
+}
+
+func (t *transportFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.mqttsAddr, "mqtts-addr", ":8883", "MQTT over TLS listen address (empty disables)")
+	fs.StringVar(&t.wsAddr, "ws-addr", ":8083", "MQTT over WebSocket listen address, path /mqtt (empty disables)")
+	fs.StringVar(&t.wssAddr, "wss-addr", ":8084", "MQTT over secure WebSocket listen address, path /mqtt (empty disables)")
+	fs.StringVar(&t.cert, "tls-cert", "", "TLS certificate chain (PEM) for --mqtts-addr and --wss-addr; reloaded when it changes")
+	fs.StringVar(&t.key, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.StringVar(&t.certDir, "tls-cert-dir", "", "directory of per-host certificates (NAME.crt or NAME.pem with NAME.key), chosen by SNI; instead of --tls-cert")
+	fs.StringVar(&t.clientCA, "client-ca", "", "CA bundle (PEM) for client certificates: TLS clients are asked for one, and tenants that allow it (relay tenant set --client-certs on) accept it instead of a password")
+	fs.StringVar(&t.baseDomain, "base-domain", services.DefaultBaseDomain, "tenant host names are <slug>.<base-domain> (TLS SNI, WebSocket Host)")
+}
+
+// apply puts the flags into an edge's configuration.
+func (t *transportFlags) apply(c *services.EdgeConfig) {
+	c.MQTTSAddr, c.WSAddr, c.WSSAddr = t.mqttsAddr, t.wsAddr, t.wssAddr
+	c.TLS.CertFile, c.TLS.KeyFile, c.TLS.CertDir = t.cert, t.key, t.certDir
+	c.TLS.ClientCAFile, c.TLS.BaseDomain = t.clientCA, t.baseDomain
+}
+
+// printTransports prints the TLS and WebSocket addresses of a started
+// edge.
+func (t *transportFlags) printTransports(w io.Writer, e *services.Edge) {
+	if a := e.MQTTSAddr(); a != nil {
+		fmt.Fprintf(w, "  MQTTS mqtts://%s  (tenant by host name: <slug>.%s)\n", a, t.baseDomain)
+	}
+	if a := e.WSAddr(); a != nil {
+		fmt.Fprintf(w, "  WS    ws://%s/mqtt\n", a)
+	}
+	if a := e.WSSAddr(); a != nil {
+		fmt.Fprintf(w, "  WSS   wss://%s/mqtt\n", a)
+	}
+	if ca := e.DevCAFile(); ca != "" {
+		fmt.Fprintf(w, "  TLS   development CA %s (clients: mosquitto_sub --cafile %s …; production: --tls-cert/--tls-key or --tls-cert-dir)\n", ca, ca)
+	}
+}
+
 func (c *commonFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
@@ -198,7 +241,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	natsAddr := fs.String("nats-addr", "", "expose the embedded NATS on HOST:PORT so that other edges (relay edge --nats-url) can join")
 	databaseURL := fs.String("database-url", "", "control-plane database: postgres://… (default: SQLite relay.db in --data-dir)")
 	keyFile := fs.String("secret-key-file", "", "key of the keyed hash of generated secrets (default: --data-dir/secret.key)")
-	baseDomain := fs.String("base-domain", "relay.localhost", "tenant host names are <slug>.<base-domain>")
+	var tf transportFlags
+	tf.register(fs)
 	if code := parse(fs, args, stderr); code != 0 {
 		return max(code, 0)
 	}
@@ -207,13 +251,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "relay serve:", err)
 		return 2
 	}
-	srv, err := services.NewServer(services.ServeConfig{
+	sc := services.ServeConfig{
 		DataDir: *dataDir, NATSAddr: *natsAddr, HTTPAddr: *httpAddr, Logger: log,
-		Control: services.ControlConfig{DatabaseURL: *databaseURL, SecretKeyFile: *keyFile, BaseDomain: *baseDomain},
+		Control: services.ControlConfig{DatabaseURL: *databaseURL, SecretKeyFile: *keyFile, BaseDomain: tf.baseDomain},
 		Edge: services.EdgeConfig{
 			NodeID: cf.nodeID, MQTTAddr: cf.mqttAddr, AllowAnonymous: cf.allowAnonymous, Broker: cf.limits, Bus: cf.bus,
 		},
-	})
+	}
+	tf.apply(&sc.Edge)
+	srv, err := services.NewServer(sc)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay serve:", err)
 		return 2
@@ -226,6 +272,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if a := srv.Edge().MQTTAddr(); a != nil {
 		fmt.Fprintf(stdout, "  MQTT  mqtt://%s\n", a)
 	}
+	tf.printTransports(stdout, srv.Edge())
 	if a := srv.HTTPAddr(); a != nil {
 		fmt.Fprintf(stdout, "  HTTP  http://%s\n", a)
 	}
@@ -256,6 +303,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var na natsAuthFlags
 	na.register(fs)
 	replicas := fs.Int("replicas", 1, "JetStream replicas for Relay's streams and buckets (3 in a production cluster)")
+	var tf transportFlags
+	tf.register(fs)
 	maxControlLine := fs.Int("nats-max-control-line", 4096, "the NATS servers' max_control_line; MQTT topics whose subject would exceed it are refused (set 262144 with deploy/nats configs)")
 	if code := parse(fs, args, stderr); code != 0 {
 		return max(code, 0)
@@ -272,6 +321,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Bus = cf.bus
 	cfg.Bus.Replicas = *replicas
 	cfg.Bus.MaxControlLine = *maxControlLine
+	tf.apply(&cfg)
 	e, err := services.NewEdge(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay edge:", err)
@@ -285,6 +335,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if a := e.MQTTAddr(); a != nil {
 		fmt.Fprintf(stdout, "  MQTT  mqtt://%s\n", a)
 	}
+	tf.printTransports(stdout, e)
 	<-ctx.Done()
 	log.Info("shutting down")
 	if err := e.Close(); err != nil {

@@ -93,6 +93,26 @@ func (a *Admin) SetLimits(ctx context.Context, actor, slug string, l tenant.Limi
 	return t, a.audit(ctx, t, actor, "tenant.limits", slug, fmt.Sprintf("%+v", l))
 }
 
+// SetClientCertAuth turns client-certificate logins on or off for a
+// tenant: a client certificate verified against an edge's client CA that
+// names one of the tenant's credentials then replaces the password. It
+// applies to connections made from then on.
+func (a *Admin) SetClientCertAuth(ctx context.Context, actor, slug string, on bool) (*tenant.Tenant, error) {
+	t, err := a.store.TenantBySlug(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	t.ClientCertAuth = on
+	if err := a.store.UpdateTenant(ctx, t); err != nil {
+		return nil, err
+	}
+	detail := "off"
+	if on {
+		detail = "on"
+	}
+	return t, a.audit(ctx, t, actor, "tenant.client_cert_auth", slug, detail)
+}
+
 // VerifyAPIKey returns the tenant and app of a valid, unrevoked API key
 // "<prefix>.<secret>", or auth.ErrBadCredentials (whatever was wrong).
 func (a *Admin) VerifyAPIKey(ctx context.Context, key string) (*tenant.Tenant, *tenant.App, error) {

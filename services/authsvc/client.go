@@ -51,11 +51,19 @@ func NewClient(nc *nats.Conn, allowAnonymous bool, log *slog.Logger) *Client {
 
 // Authenticate implements broker.Authenticator. If no Service answers,
 // the error wraps auth.ErrUnavailable (CONNACK "server unavailable").
+//
+// A client that sent a verified client certificate and no password logs
+// in with the certificate (its tenant must allow it), with or without a
+// username; such a client is never anonymous.
 func (c *Client) Authenticate(ctx context.Context, info *broker.ConnectInfo) (*auth.Principal, error) {
-	if !info.HasUsername {
+	certLogin := info.CertIdentity != "" && !info.HasPassword
+	if !info.HasUsername && !certLogin {
 		return c.anon.Authenticate(ctx, info)
 	}
 	req := connectRequest{Username: info.Username, Password: info.Password, ClientID: info.ClientID, ServerName: info.ServerName}
+	if certLogin {
+		req.CertIdentity = info.CertIdentity
+	}
 	if info.RemoteAddr != nil {
 		req.Remote = info.RemoteAddr.String()
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -139,29 +140,63 @@ func (s *Service) handleConnect(m *nats.Msg) {
 
 // check authenticates one CONNECT. Refusals never say which part was
 // wrong, and an unknown user costs the same as a wrong password.
+//
+// The tenant is named by the username's "@<slug>" suffix or by the host
+// name the client connected to (<slug>.<base-domain>); when both are
+// given they must agree, so a credential of one tenant never works on
+// another tenant's host name.
+//
+// A certificate login (req.CertIdentity set: a client certificate
+// verified by the edge, no password) authenticates the credential the
+// certificate names — "<user>@<slug>", or "<user>" in the tenant of the
+// username or host name — without a password, if the tenant allows
+// certificate logins (tenant.Tenant.ClientCertAuth). A username sent with
+// it must name the same user; every tenant named (certificate, username,
+// host name) must be the same one.
 func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 	refuse := func(result, why string) connectReply {
-		s.log.Info("connect refused", "username", req.Username, "client", req.ClientID, "remote", req.Remote, "why", why)
+		s.log.Info("connect refused", "username", req.Username, "cert", req.CertIdentity, "client", req.ClientID, "remote", req.Remote, "why", why)
 		return connectReply{Result: result}
 	}
-	user, slug := req.Username, ""
-	if i := strings.LastIndexByte(user, '@'); i >= 0 {
-		user, slug = user[:i], user[i+1:]
+	certLogin := req.CertIdentity != "" && len(req.Password) == 0
+	// wasteTime makes a refusal of a password login cost what a check
+	// does.
+	wasteTime := func() {
+		if !certLogin {
+			auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		}
 	}
+	login := req.Username
+	if certLogin && login == "" {
+		login = req.CertIdentity
+	}
+	user, slug := splitLogin(login)
 	if host := s.hostTenant(req.ServerName); host != "" {
 		if slug != "" && slug != host {
-			auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
-			return refuse(resultNotAuthorized, "host name of another tenant")
+			wasteTime()
+			return refuse(resultBadCredentials, "host name of another tenant")
 		}
 		slug = host
 	}
+	if certLogin {
+		cu, cs := splitLogin(req.CertIdentity)
+		if cu != user {
+			return refuse(resultBadCredentials, "username differs from the client certificate's")
+		}
+		if cs != "" {
+			if slug != "" && slug != cs {
+				return refuse(resultBadCredentials, "client certificate of another tenant")
+			}
+			slug = cs
+		}
+	}
 	if slug == "" || user == "" {
-		auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		wasteTime()
 		return refuse(resultBadCredentials, "no tenant in username or host name")
 	}
 	t, err := s.opts.Store.TenantBySlug(ctx, slug)
 	if err != nil {
-		auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		wasteTime()
 		if errors.Is(err, tenant.ErrNotFound) {
 			return refuse(resultBadCredentials, "unknown tenant")
 		}
@@ -170,24 +205,33 @@ func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 	}
 	c, err := s.opts.Store.CredentialByUsername(ctx, t.ID, user)
 	if err != nil {
-		auth.VerifyCredential(s.opts.Keyed, s.dummy, req.Password)
+		wasteTime()
 		if errors.Is(err, tenant.ErrNotFound) {
 			return refuse(resultBadCredentials, "unknown username")
 		}
 		s.log.Error("loading credential", "tenant", slug, "err", err)
 		return connectReply{Result: resultUnavailable}
 	}
-	if c.HashScheme == tenant.SchemeArgon2id {
-		// argon2id holds 19 MiB and tens of ms per check: bound them.
-		select {
-		case s.slow <- struct{}{}:
-			defer func() { <-s.slow }()
-		case <-ctx.Done():
-			return connectReply{Result: resultUnavailable}
+	if certLogin {
+		if c.Revoked {
+			return refuse(resultBadCredentials, "credential revoked")
 		}
-	}
-	if !auth.VerifyCredential(s.opts.Keyed, c, req.Password) {
-		return refuse(resultBadCredentials, "wrong password or revoked")
+		if !t.ClientCertAuth {
+			return refuse(resultNotAuthorized, "client certificate logins are not enabled for the tenant")
+		}
+	} else {
+		if c.HashScheme == tenant.SchemeArgon2id {
+			// argon2id holds 19 MiB and tens of ms per check: bound them.
+			select {
+			case s.slow <- struct{}{}:
+				defer func() { <-s.slow }()
+			case <-ctx.Done():
+				return connectReply{Result: resultUnavailable}
+			}
+		}
+		if !auth.VerifyCredential(s.opts.Keyed, c, req.Password) {
+			return refuse(resultBadCredentials, "wrong password or revoked")
+		}
 	}
 	if t.Status != tenant.Active {
 		return refuse(resultNotAuthorized, "tenant suspended")
@@ -211,13 +255,26 @@ func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 	}
 }
 
-// hostTenant returns the tenant slug of a host name <slug>.<base-domain>.
+// splitLogin splits "<user>@<slug>" (the last '@'); slug is "" without one.
+func splitLogin(login string) (user, slug string) {
+	if i := strings.LastIndexByte(login, '@'); i >= 0 {
+		return login[:i], login[i+1:]
+	}
+	return login, ""
+}
+
+// hostTenant returns the tenant slug of a host name <slug>.<base-domain>
+// (any case, a final dot and a port allowed: a WebSocket Host header has
+// one).
 func (s *Service) hostTenant(host string) string {
 	if host == "" || s.opts.BaseDomain == "" {
 		return ""
 	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	suffix := "." + strings.ToLower(s.opts.BaseDomain)
+	suffix := "." + strings.ToLower(strings.TrimSuffix(s.opts.BaseDomain, "."))
 	if !strings.HasSuffix(host, suffix) {
 		return ""
 	}

@@ -12,6 +12,9 @@ func TestHostTenant(t *testing.T) {
 		{"acme.other.com", ""},
 		{"-bad.relay.example.com", ""},
 		{"", ""},
+		{"acme.relay.example.com:8083", "acme"}, // a WebSocket Host header
+		{"acme.relay.example.com.:8084", "acme"},
+		{"[::1]:8083", ""},
 	}
 	for _, tt := range tests {
 		if got := s.hostTenant(tt.host); got != tt.want {
@@ -62,6 +65,21 @@ func TestClassify(t *testing.T) {
 	for _, tt := range tests {
 		if kind, _ := classify(tt.action); kind != tt.kind {
 			t.Errorf("classify(%q) = %q, want %q", tt.action, kind, tt.kind)
+		}
+	}
+}
+
+func TestSplitLogin(t *testing.T) {
+	tests := []struct{ login, user, slug string }{
+		{"dev1@acme", "dev1", "acme"},
+		{"dev1", "dev1", ""},
+		{"a@b@acme", "a@b", "acme"},
+		{"@acme", "", "acme"},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		if u, s := splitLogin(tt.login); u != tt.user || s != tt.slug {
+			t.Errorf("splitLogin(%q) = %q, %q; want %q, %q", tt.login, u, s, tt.user, tt.slug)
 		}
 	}
 }

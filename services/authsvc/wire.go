@@ -32,12 +32,19 @@ const (
 	resultUnavailable    = "unavailable"
 )
 
+// connectRequest is one CONNECT to check. The edge is trusted for what its
+// transport saw: the host name (ServerName) and the identity of a client
+// certificate it verified against its client CA (CertIdentity).
 type connectRequest struct {
 	Username   string `json:"username"`
 	Password   []byte `json:"password"`
 	ClientID   string `json:"client_id"`
 	ServerName string `json:"server_name,omitempty"`
 	Remote     string `json:"remote,omitempty"`
+	// CertIdentity is set for a certificate login: the client sent a
+	// verified client certificate and no password (broker.ConnectInfo.
+	// CertIdentity). It is the login when Username is empty.
+	CertIdentity string `json:"cert_identity,omitempty"`
 }
 
 type connectReply struct {

@@ -48,6 +48,7 @@ func (s *Store) CreateTenant(ctx context.Context, t *tenant.Tenant) error {
 		MaxMessageRate:  int64(t.Limits.MaxMessageRate),
 		MaxRetained:     int64(t.Limits.MaxRetained),
 		MaxSessionQueue: int64(t.Limits.MaxSessionQueue),
+		ClientCertAuth:  t.ClientCertAuth,
 		CreatedAt:       now,
 		UpdatedAt:       now,
 	}
@@ -104,7 +105,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]tenant.Tenant, error) {
 	return out, nil
 }
 
-// UpdateTenant stores t's name, status and limits (not its slug) and sets
+// UpdateTenant stores t's name, status, limits and settings (not its slug) and sets
 // t.UpdatedAt. ErrInvalid as for CreateTenant; ErrNotFound if there is no
 // tenant with t.ID.
 func (s *Store) UpdateTenant(ctx context.Context, t *tenant.Tenant) error {
@@ -119,6 +120,7 @@ func (s *Store) UpdateTenant(ctx context.Context, t *tenant.Tenant) error {
 		"max_message_rate":  int64(t.Limits.MaxMessageRate),
 		"max_retained":      int64(t.Limits.MaxRetained),
 		"max_session_queue": int64(t.Limits.MaxSessionQueue),
+		"client_cert_auth":  t.ClientCertAuth,
 		"updated_at":        now,
 	})
 	if res.Error != nil {

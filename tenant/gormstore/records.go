@@ -23,6 +23,7 @@ type tenantRow struct {
 	MaxMessageRate  int64     `gorm:"column:max_message_rate"`
 	MaxRetained     int64     `gorm:"column:max_retained"`
 	MaxSessionQueue int64     `gorm:"column:max_session_queue"`
+	ClientCertAuth  bool      `gorm:"column:client_cert_auth"` // 004
 	CreatedAt       time.Time `gorm:"column:created_at"`
 	UpdatedAt       time.Time `gorm:"column:updated_at"`
 }
@@ -41,8 +42,9 @@ func (r *tenantRow) domain() *tenant.Tenant {
 			MaxRetained:     int(r.MaxRetained),
 			MaxSessionQueue: int(r.MaxSessionQueue),
 		},
-		CreatedAt: r.CreatedAt.UTC(),
-		UpdatedAt: r.UpdatedAt.UTC(),
+		ClientCertAuth: r.ClientCertAuth,
+		CreatedAt:      r.CreatedAt.UTC(),
+		UpdatedAt:      r.UpdatedAt.UTC(),
 	}
 }
 
