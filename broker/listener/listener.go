@@ -32,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -284,8 +285,8 @@ func (l *Listener) acceptLoop() {
 			ok = l.spawn(func() { l.handshakeMQTT(pc) })
 		case "wss":
 			ok = l.spawn(func() { l.handshakeWSS(pc) })
-		default: // ws: straight to the HTTP server
-			ok = l.ws.offer(pc)
+		default: // ws
+			ok = l.spawn(func() { l.sniffHTTP(pc) })
 		}
 		if !ok {
 			pc.Close()
@@ -324,6 +325,8 @@ func (l *Listener) logHandshakeError(remote net.Addr, err error) {
 		l.log.Info("TLS handshake failed: the client does not speak TLS (plain MQTT or HTTP on a TLS port?)", "remote", remote.String(), "err", err)
 	case isEOF(err):
 		l.log.Debug("TLS handshake: client closed the connection", "remote", remote.String(), "err", err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		l.log.Info("TLS handshake timed out", "remote", remote.String(), "timeout", l.opts.HandshakeTimeout)
 	default:
 		l.log.Info("TLS handshake failed", "remote", remote.String(), "err", err)
 	}

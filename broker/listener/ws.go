@@ -73,6 +73,55 @@ func (l *Listener) handshakeWSS(pc *permitConn) {
 	}
 }
 
+// sniffHTTP reads the first byte of a ws:// connection and hands it to the
+// HTTP server if it can start an HTTP request (a method: an upper-case
+// letter). Anything else — plain MQTT (a CONNECT starts with 0x10), TLS
+// (0x16) — is closed at once with a log line, rather than after the
+// HTTP server's header timeout.
+func (l *Listener) sniffHTTP(pc *permitConn) {
+	var b [1]byte
+	pc.SetReadDeadline(time.Now().Add(l.opts.HandshakeTimeout))
+	if _, err := io.ReadFull(pc, b[:]); err != nil {
+		pc.Close()
+		if l.ctx.Err() == nil && !isEOF(err) {
+			l.log.Info("WebSocket connection closed before its HTTP request", "remote", pc.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	pc.SetReadDeadline(time.Time{})
+	if b[0] < 'A' || b[0] > 'Z' {
+		pc.Close()
+		why := "not an HTTP request"
+		switch b[0] {
+		case 0x10:
+			why = "plain MQTT on the WebSocket port (MQTT over WebSocket needs an HTTP upgrade to /mqtt)"
+		case 0x16:
+			why = "TLS on the plain WebSocket port (wss:// is on its own port)"
+		}
+		l.log.Info("WebSocket connection refused: "+why, "remote", pc.RemoteAddr().String(), "first_byte", fmt.Sprintf("0x%02x", b[0]))
+		return
+	}
+	c := &sniffedConn{permitConn: pc, first: b[0], unread: true}
+	if !l.ws.offer(c) {
+		c.Close()
+	}
+}
+
+// sniffedConn gives back the byte sniffHTTP read.
+type sniffedConn struct {
+	*permitConn
+	first  byte
+	unread bool
+}
+
+func (c *sniffedConn) Read(p []byte) (int, error) {
+	if c.unread && len(p) > 0 {
+		p[0], c.unread = c.first, false
+		return 1, nil
+	}
+	return c.permitConn.Read(p)
+}
+
 // ---------------------------------------------------------------------------
 // The HTTP server that upgrades
 
@@ -202,7 +251,9 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(l.opts.MaxMessageSize)
 	ws.NetConn().SetDeadline(time.Time{}) // the HTTP server's deadlines
 	c := newWSConn(ws, name, r.TLS)
-	pc, _ := r.Context().Value(connKey{}).(*permitConn)
+	// The connection's handshake permit (held by *permitConn, under a
+	// *tls.Conn or a *sniffedConn).
+	pc, _ := r.Context().Value(connKey{}).(interface{ release() })
 	select {
 	case l.ready <- c:
 		if pc != nil {
