@@ -56,6 +56,42 @@ const (
 	maxPasswordLength = 1024
 )
 
+// NewUser checks a new dashboard user's email and password (at least
+// MinPasswordLength characters) and returns the user with the password
+// hashed (argon2id), ready for UserStore.CreateUser: an owner of tenantID,
+// or an operator if tenantID is "". Errors wrap tenant.ErrInvalid.
+func NewUser(email, password, tenantID string) (*tenant.User, error) {
+	e, ok := tenant.NormalizeEmail(email)
+	if !ok {
+		return nil, fmt.Errorf("%w: email %q: want an address like you@example.com", tenant.ErrInvalid, email)
+	}
+	if msg := passwordProblem(password); msg != "" {
+		return nil, fmt.Errorf("%w: password: %s", tenant.ErrInvalid, msg)
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return nil, err
+	}
+	u := &tenant.User{Email: e, PasswordHash: hash, TenantID: tenantID, Role: tenant.RoleOwner}
+	if tenantID == "" {
+		u.Role = tenant.RoleOperator
+	}
+	return u, nil
+}
+
+// passwordProblem says what is wrong with a new password ("" if nothing).
+func passwordProblem(pw string) string {
+	switch {
+	case !utf8.ValidString(pw):
+		return "Use valid text."
+	case utf8.RuneCountInString(pw) < MinPasswordLength:
+		return fmt.Sprintf("Use at least %d characters.", MinPasswordLength)
+	case len(pw) > maxPasswordLength:
+		return fmt.Sprintf("Use at most %d characters.", maxPasswordLength)
+	}
+	return ""
+}
+
 // errCSRF refuses an unsafe request without the right CSRF token.
 var errCSRF = echo.NewHTTPError(http.StatusForbidden, "missing or invalid CSRF token: reload the page and try again")
 
@@ -500,11 +536,8 @@ func (s *Server) signup(c echo.Context) error {
 	case !emailOK:
 		f.Errors["email"] = "Enter a valid email address, like you@example.com."
 	}
-	switch n := utf8.RuneCountInString(password); {
-	case n < MinPasswordLength:
-		f.Errors["password"] = fmt.Sprintf("Use at least %d characters.", MinPasswordLength)
-	case len(password) > maxPasswordLength:
-		f.Errors["password"] = fmt.Sprintf("Use at most %d characters.", maxPasswordLength)
+	if msg := passwordProblem(password); msg != "" {
+		f.Errors["password"] = msg
 	}
 	switch {
 	case f.Name == "":
@@ -534,7 +567,7 @@ func (s *Server) signup(c echo.Context) error {
 		f.Errors["slug"] = fmt.Sprintf("%q is taken. Choose another.", f.Slug)
 		return render(http.StatusConflict)
 	}
-	hash, err := auth.HashPassword(password)
+	user, err := NewUser(email, password, "")
 	if err != nil {
 		return err
 	}
@@ -550,7 +583,7 @@ func (s *Server) signup(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	user := &tenant.User{Email: email, PasswordHash: hash, TenantID: t.ID, Role: tenant.RoleOwner}
+	user.TenantID, user.Role = t.ID, tenant.RoleOwner
 	if err := w.deps.Store.CreateUser(ctx, user); err != nil {
 		// The tenant stays, without an owner (an operator can see it).
 		s.log.Error("dashboard sign-up: tenant created but its owner was not", "tenant", t.Slug, "err", err)

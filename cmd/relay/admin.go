@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/term"
 
 	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/services"
@@ -315,6 +318,73 @@ var adminCommands = map[string]map[string]adminCommand{
 				}
 			}},
 	},
+	"user": {
+		"create": {usage: "--email EMAIL (--operator | --tenant SLUG) [--password-stdin]",
+			help: "create a dashboard user: a platform operator (sees and suspends every tenant) or the owner of a tenant; the password is asked for, or read from stdin", nargs: 0,
+			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
+				email := fs.String("email", "", "the user's email address (their sign-in name)")
+				operator := fs.Bool("operator", false, "make a platform operator")
+				slug := fs.String("tenant", "", "make the owner of this tenant")
+				fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
+					if *operator == (*slug != "") {
+						return fmt.Errorf("%w: give either --operator or --tenant SLUG", tenant.ErrInvalid)
+					}
+					pw, err := readPassword(*fromStdin)
+					if err != nil {
+						return err
+					}
+					u, err := c.CreateUser(ctx, *email, pw, *slug)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(out, map[string]any{"email": u.Email, "role": u.Role, "tenant": *slug})
+					}
+					if *operator {
+						fmt.Fprintf(out, "operator %s created: sign in to the dashboard (relay serve --http-addr, default http://localhost:18083)\n", u.Email)
+					} else {
+						fmt.Fprintf(out, "user %s created as owner of tenant %s\n", u.Email, *slug)
+					}
+					return nil
+				}
+			}},
+	},
+}
+
+// stdin is where readPassword reads (tests replace it).
+var stdin io.Reader = os.Stdin
+
+// readPassword reads a new password: the first line of stdin with
+// --password-stdin, else asked twice on the terminal without echo.
+func readPassword(fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	fd := int(os.Stdin.Fd())
+	if f, ok := stdin.(*os.File); !ok || f != os.Stdin || !term.IsTerminal(fd) {
+		return "", fmt.Errorf("%w: stdin is not a terminal: use --password-stdin", tenant.ErrInvalid)
+	}
+	fmt.Fprint(os.Stderr, "Password (at least 10 characters): ")
+	pw, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(os.Stderr, "Again: ")
+	again, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return "", err
+	}
+	if string(pw) != string(again) {
+		return "", fmt.Errorf("%w: the passwords differ", tenant.ErrInvalid)
+	}
+	return string(pw), nil
 }
 
 func statusCommand(st tenant.Status) func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {

@@ -51,6 +51,7 @@ Commands:
   credential  create and revoke MQTT credentials
   apikey      create HTTP API keys
   acl         add, list and remove ACL rules
+  user        create dashboard users (platform operators, tenant owners)
   version     print the version
   bench       MQTT load generator (fan-in, fan-out, pairs, latency, connections)
   help        show this help, or "relay help <command>"
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runControl(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args[1:], stdout, stderr)
-	case "tenant", "app", "credential", "apikey", "acl":
+	case "tenant", "app", "credential", "apikey", "acl", "user":
 		return runAdmin(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "relay", version())
