@@ -247,3 +247,33 @@ func TestMosquittoTLS(t *testing.T) {
 		t.Errorf("got %v", got)
 	}
 }
+
+// TestEdgeWithoutCertificates: relay edge with no certificate configured
+// (and no development CA directory) keeps its TLS listeners closed and
+// still serves MQTT over WebSocket.
+func TestEdgeWithoutCertificates(t *testing.T) {
+	srv, _ := startServer(t, withNATSListener())
+	edge, err := services.NewEdge(services.EdgeConfig{
+		NodeID: "edge-no-tls", NATSURLs: []string{srv.NATSURL()}, AllowAnonymous: true,
+		MQTTAddr: "127.0.0.1:0", MQTTSAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", WSSAddr: "127.0.0.1:0",
+		Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := edge.Start(opCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer edge.Close()
+	if edge.MQTTSAddr() != nil || edge.WSSAddr() != nil || edge.DevCAFile() != "" {
+		t.Errorf("TLS listeners open without certificates: mqtts %v, wss %v, CA %q", edge.MQTTSAddr(), edge.WSSAddr(), edge.DevCAFile())
+	}
+	if edge.WSAddr() == nil {
+		t.Fatal("no WebSocket listener")
+	}
+	in := newInbox()
+	c := expectAccepted(t, "anonymous over ws", "edge-ws", overWS(edge.WSAddr().String(), ""))
+	subscribe(t, c, "edge/ws", 0, in)
+	publish(t, connect(t, edge.MQTTAddr().String(), "edge-tcp"), "edge/ws", 0, false, "hi")
+	in.exactly(t, 1)
+}
