@@ -217,7 +217,7 @@ func (s *Server) secureCookies(c echo.Context) bool {
 func (s *Server) setSessionCookie(c echo.Context, token string, expires time.Time) {
 	c.SetCookie(&http.Cookie{
 		Name: sessionCookie, Value: token, Path: "/", Expires: expires,
-		MaxAge:   int(time.Until(expires) / time.Second),
+		MaxAge:   int(expires.Sub(s.web.now()) / time.Second),
 		HttpOnly: true, Secure: s.secureCookies(c), SameSite: http.SameSiteLaxMode,
 	})
 }
