@@ -14,6 +14,8 @@ func (s *Server) newDashboard() (*dashboard.Server, error) {
 		Tenancy: s.ctl.Admin(),
 		API:     s.dashboardAPIDeps(),
 		Web:     s.dashboardWebDeps(),
+		// Tenant host names in the pages' connect instructions.
+		BaseDomain: s.cfg.Control.BaseDomain,
 		Health: func(context.Context) error {
 			if !s.ns.JetStreamEnabled() {
 				return errors.New("jetstream unavailable")
