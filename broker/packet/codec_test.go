@@ -286,8 +286,13 @@ func TestPublishAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
-			if decode != 0 || encode != 0 {
-				t.Fatalf("allocs: decode %v, encode %v; want 0", decode, encode)
+			size := testing.AllocsPerRun(100, func() {
+				if n, err := p.Size(tc.version); err != nil || n != len(tc.raw) {
+					t.Fatalf("Size = %d, %v; want %d", n, err, len(tc.raw))
+				}
+			})
+			if decode != 0 || encode != 0 || size != 0 {
+				t.Fatalf("allocs: decode %v, encode %v, size %v; want 0", decode, encode, size)
 			}
 		})
 	}
