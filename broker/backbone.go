@@ -168,6 +168,15 @@ type WillStore interface {
 	// DeleteWill removes the will of the given connection, if it is still
 	// the stored one.
 	DeleteWill(ctx context.Context, tenant, clientID, connID string) error
+	// CancelWill removes the will that connection connID of (tenant,
+	// clientID) stored on node, if it is still there (a delayed will whose
+	// session was resumed [MQTT-3.1.3-9]).
+	CancelWill(ctx context.Context, node, tenant, clientID, connID string) error
+	// FireWill publishes the will that connection connID of (tenant,
+	// clientID) stored on node, if it is still there and allow accepts its
+	// message (nil: no check), and removes it. Exactly one caller across
+	// all edges wins the will. It reports whether the will was published.
+	FireWill(ctx context.Context, node, tenant, clientID, connID string, allow func(*Message) bool) (bool, error)
 }
 
 // KickFunc closes the local connection of (tenant, clientID) unless it is

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,10 @@ type Broker struct {
 	routes    map[routeKey]*route
 	listeners map[net.Listener]struct{}
 	closed    bool
+	// wills are the timers of delayed wills (MQTT 5 Will Delay Interval)
+	// of connections that ended on this edge, by connection ID.
+	wills  map[string]*time.Timer
+	willWG sync.WaitGroup // one per armed or running will timer
 
 	conns    sync.WaitGroup // one per connection goroutine
 	accepts  sync.WaitGroup // one per Serve loop
@@ -83,6 +88,7 @@ func New(opts Options) (*Broker, error) {
 		clients:   make(map[clientKey]*client),
 		routes:    make(map[routeKey]*route),
 		listeners: make(map[net.Listener]struct{}),
+		wills:     make(map[string]*time.Timer),
 		quit:      make(chan struct{}),
 		throttle:  newThrottle(),
 	}
@@ -173,11 +179,62 @@ func (b *Broker) Close() error {
 		b.mu.Unlock()
 		b.accepts.Wait()
 		for _, c := range clients {
-			c.shutdown(packet.ServerShuttingDown)
+			c.shutdown(packet.ServerShuttingDown) // [MQTT-4.13.2-1] 0x8B: reconnect elsewhere
 		}
 		b.conns.Wait()
+		// Delayed wills stay stored under this node: once its heartbeat
+		// is gone, a surviving node publishes them when due, unless their
+		// sessions are resumed first.
+		b.mu.Lock()
+		for id, t := range b.wills {
+			if t.Stop() {
+				b.willWG.Done()
+			}
+			delete(b.wills, id)
+		}
+		b.mu.Unlock()
+		b.willWG.Wait()
 	})
 	return b.closeErr
+}
+
+// scheduleWill arms the timer of a delayed will: after d this edge
+// publishes the will stored for connection connID, if no connection has
+// resumed the session meanwhile (which deletes it) [MQTT-3.1.3-9], and if
+// the connection's rules still allow its topic.
+// On a backbone error it tries again every second while the edge lives.
+func (b *Broker) scheduleWill(d time.Duration, tenant, clientID, connID string, prin *auth.Principal) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return // the will stays stored; see Close
+	}
+	if _, armed := b.wills[connID]; armed {
+		return
+	}
+	b.willWG.Add(1)
+	b.wills[connID] = time.AfterFunc(d, func() {
+		defer b.willWG.Done()
+		b.mu.Lock()
+		_, armed := b.wills[connID]
+		delete(b.wills, connID)
+		b.mu.Unlock()
+		if !armed {
+			return // stopped by Close
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.BackboneTimeout)
+		defer cancel()
+		published, err := b.bb.FireWill(ctx, b.opts.NodeID, tenant, clientID, connID, func(m *Message) bool {
+			return prin.Rules().CanPublish(m.Topic)
+		})
+		switch {
+		case err != nil:
+			b.log.Warn("publishing delayed will; retrying", "tenant", tenant, "client", clientID, "err", err)
+			b.scheduleWill(time.Second, tenant, clientID, connID, prin)
+		case published:
+			b.log.Info("delayed will published", "tenant", tenant, "client", clientID)
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------

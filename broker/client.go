@@ -46,7 +46,20 @@ type client struct {
 	expiry     time.Duration // how long, when persist
 	recvMax    int           // client's receive maximum (MQTT 5), else MaxInflight
 	maxOut     int           // client's maximum packet size (MQTT 5), 0: none
-	will       *Message
+	aliasMax   uint16        // client's topic alias maximum (MQTT 5): aliases we may send
+	// problemInfo is the client's Request Problem Information (MQTT 5,
+	// default 1): without it, reason strings and user properties go only
+	// on PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29].
+	problemInfo bool
+	// connExpiry0: the CONNECT's Session Expiry Interval was 0 or absent,
+	// so DISCONNECT may not raise it [MQTT-3.14.2-2].
+	connExpiry0 bool
+	will        *Message
+	willDelay   time.Duration // MQTT 5 Will Delay Interval
+	willExpiry  time.Duration // MQTT 5 will Message Expiry Interval, from publication
+	// willDue is set by cleanup when the will waits for its delay; the
+	// session record carries it (SessionState.WillDue).
+	willDue time.Time
 
 	// Persistent session state; owned by the read loop.
 	state *SessionState
@@ -72,6 +85,11 @@ type client struct {
 	pub packet.Publish
 	msg Message
 
+	// Owned by the writer: the topic aliases assigned to the client
+	// (MQTT 5 §3.3.2.3.4), and room for one subscription identifier.
+	outAliases map[string]uint16
+	subIDBuf   [1]int
+
 	mu       sync.Mutex // guards everything below
 	subs     map[string]Subscription
 	ctrl     []outItem // control packets, sent first, never dropped
@@ -85,6 +103,7 @@ type client struct {
 	ackBase   uint64       // sequence number of acks[0]
 	closed    bool
 	reason    packet.ReasonCode // DISCONNECT reason to send (MQTT 5)
+	reasonMsg string            // its reason string
 	dropLog   time.Time
 
 	wake     chan struct{} // cap 1: writer has work
@@ -175,7 +194,7 @@ func (c *client) serve() {
 			c.log.Warn("closing client", "err", err, "reason", reasonFor(err))
 		}
 	}
-	c.shutdown(reasonFor(err))
+	c.shutdownErr(err)
 	c.wg.Wait()
 	c.cleanup()
 	c.b.stats.Connections.Add(-1)
@@ -184,12 +203,22 @@ func (c *client) serve() {
 
 // shutdown starts closing the connection: MQTT 5 clients get a DISCONNECT
 // with reason (when it is not a normal closure); reads stop at once.
-func (c *client) shutdown(reason packet.ReasonCode) {
+func (c *client) shutdown(reason packet.ReasonCode) { c.shutdownMsg(reason, "") }
+
+// shutdownErr is shutdown for an error on the connection: the reason code
+// comes from reasonFor, the reason string from the error where it is the
+// client's own doing.
+func (c *client) shutdownErr(err error) {
+	rc := reasonFor(err)
+	c.shutdownMsg(rc, reasonText(rc, err))
+}
+
+func (c *client) shutdownMsg(reason packet.ReasonCode, msg string) {
 	c.shutOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
 		if c.reason == 0 {
-			c.reason = reason
+			c.reason, c.reasonMsg = reason, msg
 		}
 		c.mu.Unlock()
 		close(c.quit)
@@ -233,11 +262,18 @@ func (c *client) connect() error {
 	if c.version == packet.V5 {
 		ackProps = &packet.Properties{}
 		if p.Properties.Has(packet.PropReceiveMaximum) {
+			// [MQTT-3.3.4-9] never more unacknowledged PUBLISHes than this.
 			c.recvMax = min(int(p.Properties.ReceiveMaximum), opts.MaxInflight)
 		}
 		if p.Properties.Has(packet.PropMaximumPacketSize) {
-			c.maxOut = int(p.Properties.MaximumPacketSize)
+			// [MQTT-3.1.2-24] nothing larger goes to the client.
+			c.maxOut = int(min(p.Properties.MaximumPacketSize, 1<<30))
 		}
+		// [MQTT-3.3.2-11] outbound aliases up to the client's maximum.
+		c.aliasMax = p.Properties.TopicAliasMaximum
+		c.problemInfo = !p.Properties.Has(packet.PropRequestProblemInfo) || p.Properties.RequestProblemInfo == 1
+		// Request Response Information is honoured by sending none: the
+		// property is optional in CONNACK (MQTT 5 §3.2.2.3.15).
 		ackProps.Set(packet.PropReceiveMaximum)
 		ackProps.ReceiveMaximum = uint16(opts.MaxInflight)
 		ackProps.Set(packet.PropMaximumPacketSize)
@@ -245,7 +281,14 @@ func (c *client) connect() error {
 		ackProps.Set(packet.PropTopicAliasMaximum)
 		ackProps.TopicAliasMaximum = maxTopicAliases
 		// Maximum QoS is left out: absent means 2, and the property may
-		// only say 0 or 1 [MQTT-3.2.2-9].
+		// only say 0 or 1 [MQTT-3.2.2-9]. Retain, wildcard, shared
+		// subscriptions and subscription identifiers are all available:
+		// absent means so.
+		if p.Properties.Has(packet.PropAuthMethod) {
+			// Enhanced authentication (MQTT 5 §4.12) is not offered: refuse
+			// the method and close [MQTT-4.12.0-1].
+			return c.refuse(packet.BadAuthenticationMethod, fmt.Errorf("authentication method %q not supported", p.Properties.AuthMethod))
+		}
 	}
 
 	// Client identifier rules.
@@ -286,15 +329,20 @@ func (c *client) connect() error {
 	if c.version == packet.V5 {
 		var exp time.Duration
 		if p.Properties.Has(packet.PropSessionExpiry) {
-			exp = time.Duration(p.Properties.SessionExpiry) * time.Second
-			if p.Properties.SessionExpiry == 0xFFFFFFFF || exp > opts.SessionExpiry {
-				exp = opts.SessionExpiry
+			var capped bool
+			exp, capped = c.sessionExpiry(p.Properties.SessionExpiry)
+			if capped {
+				// The server's value replaces the client's, and CONNACK
+				// says so (MQTT 5 §3.2.2.3.2).
 				ackProps.Set(packet.PropSessionExpiry)
 				ackProps.SessionExpiry = uint32(exp / time.Second)
 			}
 		}
+		// Session Expiry Interval replaces Clean Session: 0 ends the
+		// session with the connection (MQTT 5 §3.1.2.11.2).
 		c.persist = exp > 0
 		c.expiry = exp
+		c.connExpiry0 = exp == 0
 	} else {
 		c.persist = !p.CleanStart
 		c.expiry = opts.SessionExpiry
@@ -354,10 +402,21 @@ func (c *client) connect() error {
 			Origin: opts.NodeID, ClientID: c.id,
 		}
 		if c.version == packet.V5 {
-			c.will.Props = publishProps(&p.WillProperties)
-			if p.WillProperties.Has(packet.PropMessageExpiry) {
-				c.will.Expiry = time.Now().Add(time.Duration(p.WillProperties.MessageExpiry) * time.Second)
+			wp := &p.WillProperties
+			if wp.Has(packet.PropPayloadFormat) && wp.PayloadFormat == 1 && !utf8.Valid(p.WillPayload) {
+				// MQTT 5 §3.1.3.2.3: CONNACK 0x99 for a will payload that is
+				// not what its Payload Format Indicator says.
+				return c.refuse(packet.PayloadFormatInvalid, errors.New("will payload is not UTF-8 as its payload format indicator says"))
 			}
+			if wp.Has(packet.PropResponseTopic) {
+				if err := topic.ValidateTopic([]byte(wp.ResponseTopic)); err != nil {
+					return c.refuse(packet.ProtocolError, fmt.Errorf("will response topic: %w", err)) // [MQTT-3.3.2-14]
+				}
+			}
+			c.will.Props = publishProps(wp)
+			// The expiry starts when the will is published (§3.1.3.2.4).
+			c.willExpiry = time.Duration(wp.MessageExpiry) * time.Second
+			c.willDelay = time.Duration(wp.WillDelay) * time.Second
 		}
 	}
 
@@ -387,7 +446,7 @@ func (c *client) connect() error {
 		return c.refuse(reasonFor(err), err)
 	}
 	if c.will != nil {
-		w := &Will{Message: *c.will, Node: opts.NodeID, ConnID: c.connID}
+		w := &Will{Message: *c.will, Node: opts.NodeID, ConnID: c.connID, Delay: c.willDelay, MessageExpiry: c.willExpiry}
 		if err := c.b.bb.PutWill(sctx, w); err != nil {
 			c.log.Warn("storing will; it is published only if this edge survives", "err", err)
 		}
@@ -407,14 +466,35 @@ func (c *client) connect() error {
 }
 
 // refuse sends CONNACK with the reason (mapped to 3.1.1 return codes for
-// older clients) and returns err. A 3.1.1 client whose CONNECT breaks a
-// rule 3.1.1 has no return code for (a bad will topic) gets no CONNACK: the
-// connection just closes [MQTT-3.1.4-1].
+// older clients; MQTT 5 clients also get a reason string) and returns err.
+// A 3.1.1 client whose CONNECT breaks a rule 3.1.1 has no return code for (a
+// bad will topic) gets no CONNACK: the connection just closes
+// [MQTT-3.1.4-1].
 func (c *client) refuse(rc packet.ReasonCode, err error) error {
-	if c.version == packet.V5 || (rc != packet.TopicNameInvalid && rc != packet.ProtocolError && rc != packet.MalformedPacket) {
+	switch {
+	case c.version == packet.V5:
+		var props packet.Properties
+		if msg := reasonText(rc, err); msg != "" {
+			props.Set(packet.PropReasonString)
+			props.ReasonString = msg
+		}
+		c.writeConnack(false, rc, &props)
+	case rc != packet.TopicNameInvalid && rc != packet.ProtocolError && rc != packet.MalformedPacket && rc != packet.PayloadFormatInvalid:
 		c.writeConnack(false, rc, nil)
 	}
 	return err
+}
+
+// sessionExpiry converts a Session Expiry Interval from the client to the
+// one in force: 0xFFFFFFFF (never) and anything over the server's maximum
+// become the maximum, which the server then tells the client (capped).
+func (c *client) sessionExpiry(secs uint32) (exp time.Duration, capped bool) {
+	max := c.b.opts.SessionExpiry
+	exp = time.Duration(secs) * time.Second
+	if secs == 0xFFFFFFFF || exp > max {
+		return max, true
+	}
+	return exp, false
 }
 
 // writeConnack writes CONNACK directly; the writer is not running yet.
@@ -426,6 +506,11 @@ func (c *client) writeConnack(present bool, rc packet.ReasonCode, props *packet.
 		ack.Properties = *props
 	}
 	buf, err := ack.Encode(c.bw.AvailableBuffer(), c.version)
+	if err == nil && c.maxOut > 0 && len(buf) > c.maxOut && c.stripProblemProps(&ack.Properties) {
+		// [MQTT-3.2.2-19] [MQTT-3.2.2-20] the reason string and user
+		// properties go first when CONNACK is too large for the client.
+		buf, err = ack.Encode(c.bw.AvailableBuffer(), c.version)
+	}
 	if err != nil {
 		return err
 	}
@@ -450,16 +535,54 @@ func (c *client) cleanup() {
 	c.removeRoutes()
 	if c.will != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+		delayed := false
 		if !normal && !kicked {
-			c.publishWill(ctx)
+			if d := c.effectiveWillDelay(); d > 0 {
+				delayed = c.delayWill(ctx, d)
+			}
+			if !delayed {
+				c.publishWill(ctx)
+			}
 		}
-		if err := c.b.bb.DeleteWill(ctx, c.tenant, c.id, c.connID); err != nil {
-			c.log.Warn("deleting stored will", "err", err)
+		if !delayed {
+			if err := c.b.bb.DeleteWill(ctx, c.tenant, c.id, c.connID); err != nil {
+				c.log.Warn("deleting stored will", "err", err)
+			}
 		}
 		cancel()
 	}
 	c.closeSession()
 	c.b.unregister(c)
+}
+
+// effectiveWillDelay is how long the will waits after the connection ends:
+// its Will Delay Interval, but no longer than the session lives — the will
+// goes out when the session ends, if that is first (MQTT 5 §3.1.3.2.2). A
+// session that ends with its connection (expiry 0) sends it at once.
+func (c *client) effectiveWillDelay() time.Duration {
+	if c.willDelay <= 0 || c.state == nil {
+		return 0
+	}
+	return min(c.willDelay, c.expiry)
+}
+
+// delayWill stores the will as due after d, notes it for the session record
+// (so that a connection resuming the session on any edge cancels it
+// [MQTT-3.1.3-9], and one with Clean Start publishes it), and arms this
+// edge's timer. If this edge dies first, a surviving node's reaper
+// publishes it when due. It reports false if the will could not be stored:
+// it is then published at once.
+func (c *client) delayWill(ctx context.Context, d time.Duration) bool {
+	due := time.Now().Add(d)
+	w := &Will{Message: *c.will, Node: c.b.opts.NodeID, ConnID: c.connID, Delay: c.willDelay, Due: due, MessageExpiry: c.willExpiry}
+	if err := c.b.bb.PutWill(ctx, w); err != nil {
+		c.log.Warn("storing delayed will; publishing it now", "err", err)
+		return false
+	}
+	c.willDue = due
+	c.b.scheduleWill(d, c.tenant, c.id, c.connID, c.principal)
+	c.log.Info("will delayed", "delay", d)
+	return true
 }
 
 // removeRoutes takes the connection off every route it is on.
@@ -477,10 +600,11 @@ func (c *client) removeRoutes() {
 
 // publishWill publishes the will message [MQTT-3.1.2-8].
 func (c *client) publishWill(ctx context.Context) {
-	w := c.will
-	if !w.Expiry.IsZero() && time.Now().After(w.Expiry) {
-		return
+	m := *c.will
+	if c.willExpiry > 0 {
+		m.Expiry = time.Now().Add(c.willExpiry)
 	}
+	w := &m
 	if !c.principal.Rules().CanPublish(w.Topic) {
 		// The rules changed since CONNECT.
 		c.log.Info("will not published: its topic is no longer allowed", "topic", string(w.Topic))

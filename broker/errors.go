@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker/packet"
@@ -22,6 +23,7 @@ var (
 	errKeepAlive          = errors.New("keep-alive timeout")
 	errSlowClient         = errors.New("client does not read its messages")
 	errBadTopicAlias      = errors.New("topic alias invalid")
+	errReceiveMaximum     = errors.New("receive maximum exceeded")
 )
 
 // reasonFor maps an error to the MQTT reason code sent in CONNACK (for
@@ -56,6 +58,8 @@ func reasonFor(err error) packet.ReasonCode {
 		return packet.ProtocolError
 	case errors.Is(err, errBadTopicAlias):
 		return packet.TopicAliasInvalid
+	case errors.Is(err, errReceiveMaximum):
+		return packet.ReceiveMaximumExceeded
 	case errors.Is(err, topic.ErrWildcardInTopic), errors.Is(err, topic.ErrEmpty),
 		errors.Is(err, topic.ErrTooLong), errors.Is(err, topic.ErrInvalidUTF8), errors.Is(err, topic.ErrNUL):
 		return packet.TopicNameInvalid
@@ -64,6 +68,28 @@ func reasonFor(err error) packet.ReasonCode {
 	default:
 		return packet.UnspecifiedError
 	}
+}
+
+// reasonText returns the reason string sent with rc for err (MQTT 5): the
+// error's own text where the client caused it (a broken rule it can fix),
+// else the reason code's name, so that no internal detail leaks. It is
+// at most 256 bytes.
+func reasonText(rc packet.ReasonCode, err error) string {
+	if err == nil || rc == packet.NormalDisconnection {
+		return ""
+	}
+	msg := rc.String()
+	switch rc {
+	case packet.MalformedPacket, packet.ProtocolError, packet.TopicNameInvalid, packet.TopicFilterInvalid,
+		packet.ReceiveMaximumExceeded, packet.TopicAliasInvalid, packet.PacketTooLarge,
+		packet.PayloadFormatInvalid, packet.BadAuthenticationMethod, packet.ClientIdentifierNotValid,
+		packet.QuotaExceeded:
+		msg = err.Error()
+	}
+	if len(msg) > 256 {
+		msg = strings.ToValidUTF8(msg[:256], "")
+	}
+	return msg
 }
 
 // isNetClose reports whether err is the ordinary end of a connection

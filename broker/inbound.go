@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -91,6 +92,17 @@ func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 		if err := d.Decode(c.version, fh, body); err != nil {
 			return err
 		}
+		if d.Properties.Has(packet.PropSessionExpiry) {
+			if c.connExpiry0 && d.Properties.SessionExpiry != 0 {
+				// [MQTT-3.14.2-2] not from 0 to non-zero.
+				return fmt.Errorf("%w: DISCONNECT sets a session expiry interval after CONNECT's was 0", packet.ProtocolError)
+			}
+			if c.state != nil {
+				// The session's lifetime from now on; 0 ends it with the
+				// connection (MQTT 5 §3.14.2.2.2).
+				c.expiry, _ = c.sessionExpiry(d.Properties.SessionExpiry)
+			}
+		}
 		c.mu.Lock()
 		// [MQTT-3.14.4-3] no will after DISCONNECT; MQTT 5 reason 0x04
 		// asks for the will anyway.
@@ -137,11 +149,17 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	c.msgsIn.Add(1)
 	c.tc.msgsIn.Add(1)
 	c.tc.bytesIn.Add(uint64(len(p.Payload)))
+	if c.version == packet.V5 && p.QoS > 0 && c.inboundFull(p) {
+		// [MQTT-3.3.4-7] more unacknowledged QoS > 0 PUBLISHes than the
+		// Receive Maximum in our CONNACK.
+		return fmt.Errorf("%w: over %d unacknowledged QoS 1/2 PUBLISHes", errReceiveMaximum, c.b.opts.MaxInflight)
+	}
 	t := p.Topic
 	if c.version == packet.V5 && p.Properties.Has(packet.PropTopicAlias) {
 		a := p.Properties.TopicAlias
 		if a == 0 || a > maxTopicAliases {
-			return errBadTopicAlias // [MQTT-3.3.2-9]
+			// [MQTT-3.3.2-9] over the Topic Alias Maximum in our CONNACK.
+			return fmt.Errorf("%w: alias %d over the maximum %d", errBadTopicAlias, a, maxTopicAliases)
 		}
 		if len(t) > 0 {
 			if c.aliases == nil {
@@ -149,7 +167,8 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 			}
 			c.aliases[a] = append(c.aliases[a][:0], t...)
 		} else if t = c.aliases[a]; t == nil {
-			return fmt.Errorf("%w: unknown alias %d", errBadTopicAlias, a) // [MQTT-3.3.4-?]
+			// An alias never set on this connection (MQTT 5 §3.3.2.3.4).
+			return fmt.Errorf("%w: topic alias %d used before it was set", packet.ProtocolError, a)
 		}
 	}
 	if err := topic.ValidateTopic(t); err != nil {
@@ -159,12 +178,7 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	if !allowed {
 		// [MQTT-3.3.5-2] 3.1.1: acknowledge and drop; 5.0: say so.
 		c.log.Info("publish denied", "topic", string(t))
-		switch p.QoS {
-		case 1:
-			c.ackNow(p.PacketID, packet.NotAuthorized)
-		case 2:
-			c.enqueueCtrl(outItem{typ: packet.PUBREC, id: p.PacketID, rc: packet.NotAuthorized})
-		}
+		c.refusePublish(p, packet.NotAuthorized, "not authorized to publish to this topic")
 		return nil
 	}
 	m := &c.msg
@@ -176,8 +190,21 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 		if len(p.Properties.SubscriptionIdentifiers) > 0 {
 			return fmt.Errorf("%w: subscription identifier from a client", packet.ProtocolError) // [MQTT-3.3.4-6]
 		}
+		if p.Properties.Has(packet.PropResponseTopic) {
+			if err := topic.ValidateTopic([]byte(p.Properties.ResponseTopic)); err != nil {
+				// [MQTT-3.3.2-13] a topic name, so [MQTT-3.3.2-14] no wildcards.
+				return fmt.Errorf("%w: response topic %q: %w", packet.ProtocolError, p.Properties.ResponseTopic, err)
+			}
+		}
 		if p.Properties.Has(packet.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
-			return packet.PayloadFormatInvalid // [MQTT-3.3.2-4]
+			// MQTT 5 §3.3.2.3.2: PUBACK/PUBREC 0x99 at QoS > 0; at QoS 0
+			// there is no ack, so DISCONNECT 0x99.
+			if p.QoS == 0 {
+				return fmt.Errorf("%w: payload is not UTF-8 as its payload format indicator says", packet.PayloadFormatInvalid)
+			}
+			c.log.Info("publish refused: payload format invalid", "topic", string(t))
+			c.refusePublish(p, packet.PayloadFormatInvalid, "payload is not UTF-8 as its payload format indicator says")
+			return nil
 		}
 		m.Props = publishProps(&p.Properties)
 		if p.Properties.Has(packet.PropMessageExpiry) {
@@ -195,6 +222,33 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 		return c.publishQoS1(m, p.PacketID)
 	default:
 		return c.publishQoS2(m, p.PacketID)
+	}
+}
+
+// inboundFull reports whether the client already has as many QoS > 0
+// PUBLISHes unacknowledged as our Receive Maximum allows: QoS 1 ones whose
+// PUBACK is not queued yet, QoS 2 ones whose PUBREL has not come (counted a
+// little low, never high: a client within its quota is never cut off). A
+// resent QoS 2 PUBLISH already counted is not counted again.
+func (c *client) inboundFull(p *packet.Publish) bool {
+	if _, dup := c.qos2in[p.PacketID]; dup && p.QoS == 2 {
+		return false
+	}
+	c.mu.Lock()
+	n := len(c.acks)
+	c.mu.Unlock()
+	return n+len(c.qos2in) >= c.b.opts.MaxInflight
+}
+
+// refusePublish answers a PUBLISH that is not carried: PUBACK or PUBREC
+// with rc (and, MQTT 5, a reason string); 3.1.1 has no codes there, so the
+// client just sees it acknowledged [MQTT-3.3.5-2].
+func (c *client) refusePublish(p *packet.Publish, rc packet.ReasonCode, msg string) {
+	switch p.QoS {
+	case 1:
+		c.ackNow(p.PacketID, rc, msg)
+	case 2:
+		c.enqueueCtrl(outItem{typ: packet.PUBREC, id: p.PacketID, rc: rc, reason: msg})
 	}
 }
 
@@ -250,7 +304,7 @@ func (c *client) flushAcksLocked() (n int, failed bool) {
 			failed = true
 		}
 		if !failed {
-			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc})
+			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc, reason: a.reason})
 		}
 	}
 	rest := copy(c.acks, c.acks[n:])
@@ -273,14 +327,14 @@ func (c *client) afterAcks(n int, failed bool) {
 
 // ackNow queues a PUBACK that needs no backbone answer (a refused publish)
 // behind the ones still waiting, keeping their order [MQTT-4.6.0-2].
-func (c *client) ackNow(id uint16, rc packet.ReasonCode) {
+func (c *client) ackNow(id uint16, rc packet.ReasonCode, msg string) {
 	select {
 	case c.inSem <- struct{}{}:
 	case <-c.quit:
 		return
 	}
 	c.mu.Lock()
-	c.acks = append(c.acks, pendingAck{id: id, state: ackOK, rc: rc})
+	c.acks = append(c.acks, pendingAck{id: id, state: ackOK, rc: rc, reason: msg})
 	n, failed := c.flushAcksLocked()
 	c.mu.Unlock()
 	c.afterAcks(n, failed)
@@ -457,6 +511,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		existed bool
 	}
 	var gs []granted
+	var problems []string // reason string of the SUBACK (MQTT 5)
 	subID := 0
 	if len(p.Properties.SubscriptionIdentifiers) > 0 {
 		subID = p.Properties.SubscriptionIdentifiers[0]
@@ -466,6 +521,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		if err != nil {
 			c.log.Info("subscribe refused: invalid filter", "filter", s.Filter, "err", err)
 			codes[i] = c.failCode(packet.TopicFilterInvalid)
+			problems = append(problems, fmt.Sprintf("%q: %v", s.Filter, err))
 			continue
 		}
 		if f.Kind == topic.Shared && s.NoLocal && c.version == packet.V5 {
@@ -474,6 +530,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		if !c.principal.Rules().CanSubscribe(f.Topic) {
 			c.log.Info("subscribe denied", "filter", s.Filter)
 			codes[i] = c.failCode(packet.NotAuthorized)
+			problems = append(problems, fmt.Sprintf("%q: not authorized", s.Filter))
 			continue
 		}
 		sub := Subscription{
@@ -526,7 +583,11 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 	// The rules may have changed while this SUBSCRIBE was checked: make
 	// the next delivery check the new subscriptions against them.
 	c.aclSeen.Store(nil)
-	c.enqueueCtrl(outItem{typ: packet.SUBACK, id: p.PacketID, codes: codes})
+	reason := strings.Join(problems, "; ")
+	if len(reason) > 256 {
+		reason = strings.ToValidUTF8(reason[:256], "")
+	}
+	c.enqueueCtrl(outItem{typ: packet.SUBACK, id: p.PacketID, codes: codes, reason: reason})
 
 	// Retained messages [MQTT-3.3.1-6], never for shared subscriptions
 	// (MQTT 5 §4.8.2), as retain handling says (MQTT 5 §3.8.3.1).

@@ -67,6 +67,12 @@ type SessionState struct {
 	Connected bool   `json:"on,omitempty"`
 	// LastSeen is when the session was last connected.
 	LastSeen time.Time `json:"ls"`
+	// WillDue is set while the last connection's will waits for its MQTT 5
+	// Will Delay Interval: the will is stored for (Node, ConnID) and is
+	// published then unless a connection resumes the session first
+	// [MQTT-3.1.3-9]; a connection with Clean Start ends the session, so
+	// the will is published at once.
+	WillDue time.Time `json:"wd,omitzero"`
 	// Created is when the session was first created.
 	Created time.Time `json:"cr"`
 }
@@ -81,4 +87,28 @@ type Will struct {
 	ConnID string `json:"cid"`
 	// Delay is the MQTT 5 will delay interval.
 	Delay time.Duration `json:"d,omitempty"`
+	// Due is set once the connection has ended and the will waits for its
+	// delay: it is published at Due (zero: at once, when the node dies).
+	Due time.Time `json:"due,omitzero"`
+	// MessageExpiry is the will's MQTT 5 Message Expiry Interval; it
+	// starts when the will is published (Message.Expiry is set then,
+	// MQTT 5 §3.1.3.2.4).
+	MessageExpiry time.Duration `json:"me,omitempty"`
+}
+
+// Ready returns the will's message as it is published now: its expiry
+// starts counting at publication. It reports false if the will's delay has
+// not passed yet, or its message has already expired.
+func (w *Will) Ready(now time.Time) (Message, bool) {
+	m := w.Message
+	if !w.Due.IsZero() && now.Before(w.Due) {
+		return m, false
+	}
+	if w.MessageExpiry > 0 {
+		m.Expiry = now.Add(w.MessageExpiry)
+	}
+	if !m.Expiry.IsZero() && now.After(m.Expiry) {
+		return m, false
+	}
+	return m, true
 }

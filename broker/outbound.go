@@ -18,8 +18,10 @@ type outItem struct {
 	reserved bool // PUBLISH whose inflight slot the queue loop reserved
 	rc       packet.ReasonCode
 	msg      *Message
-	subID    int
+	subID    int                 // subscription identifier of a live delivery (0: none)
+	subIDs   []int               // those of a queued delivery (all matching subscriptions)
 	codes    []packet.ReasonCode // SUBACK, UNSUBACK
+	reason   string              // MQTT 5 reason string of an ack (if the client wants them)
 }
 
 // inflight is an outbound QoS ≥ 1 message waiting for PUBACK / PUBREC /
@@ -34,9 +36,10 @@ type inflight struct {
 
 // pendingAck is an inbound QoS 1 PUBLISH waiting for the backbone.
 type pendingAck struct {
-	id    uint16
-	state uint8             // ackWaiting, ackOK, ackFailed
-	rc    packet.ReasonCode // PUBACK reason when state is ackOK
+	id     uint16
+	state  uint8             // ackWaiting, ackOK, ackFailed
+	rc     packet.ReasonCode // PUBACK reason when state is ackOK
+	reason string            // its reason string (MQTT 5)
 }
 
 const (
@@ -314,20 +317,47 @@ func (c *client) writeLoop() {
 // [MQTT-4.13.2-1] before the connection closes.
 func (c *client) writeDisconnect() {
 	c.mu.Lock()
-	rc, normal := c.reason, c.normal
+	rc, msg, normal := c.reason, c.reasonMsg, c.normal
 	c.mu.Unlock()
 	if c.version != packet.V5 || normal || rc == packet.NormalDisconnection {
 		c.bw.Flush()
 		return
 	}
 	d := packet.Disconnect{ReasonCode: rc}
-	if buf, err := d.Encode(c.bw.AvailableBuffer(), c.version); err == nil {
+	if msg == "" {
+		msg = rc.String()
+	}
+	// A reason string is always allowed on DISCONNECT [MQTT-3.1.2-29].
+	d.Properties.Set(packet.PropReasonString)
+	d.Properties.ReasonString = msg
+	buf, err := d.Encode(c.bw.AvailableBuffer(), c.version)
+	if err == nil && c.maxOut > 0 && len(buf) > c.maxOut {
+		// [MQTT-3.14.2-3] not if it makes the packet too large.
+		c.stripProblemProps(&d.Properties)
+		buf, err = d.Encode(c.bw.AvailableBuffer(), c.version)
+	}
+	if err == nil && (c.maxOut == 0 || len(buf) <= c.maxOut) {
 		c.bw.Write(buf)
 	}
 	c.bw.Flush()
 }
 
-// writeItem encodes one packet into the write buffer.
+// stripProblemProps removes the reason string and user properties, which
+// the server drops first when a packet would exceed the client's Maximum
+// Packet Size (MQTT 5 §3.1.2.11.4) or the client asked for no problem
+// information [MQTT-3.1.2-29]. It reports whether there were any.
+func (c *client) stripProblemProps(p *packet.Properties) bool {
+	had := p.Has(packet.PropReasonString) || len(p.UserProperties) > 0
+	p.Clear(packet.PropReasonString)
+	p.ReasonString = ""
+	p.UserProperties = nil
+	return had
+}
+
+// writeItem encodes one packet into the write buffer. Nothing larger than
+// the client's Maximum Packet Size is sent [MQTT-3.1.2-24]: a PUBLISH is
+// dropped as if it had been delivered [MQTT-3.1.2-25]; an ack first loses
+// its reason string and user properties.
 func (c *client) writeItem(it *outItem) error {
 	var (
 		buf []byte
@@ -336,34 +366,21 @@ func (c *client) writeItem(it *outItem) error {
 	dst := c.bw.AvailableBuffer()
 	switch it.typ {
 	case packet.PUBLISH:
-		p := packet.Publish{
-			Dup: it.dup, QoS: it.qos, Retain: it.retain, Topic: it.msg.Topic,
-			PacketID: it.id, Payload: it.msg.Payload,
-		}
-		if c.version == packet.V5 {
-			c.publishProps(&p.Properties, it)
-		}
-		buf, err = p.Encode(dst, c.version)
-		if err == nil && c.maxOut > 0 && len(buf) > c.maxOut {
-			// [MQTT-3.1.2-25] never send more than the client accepts.
-			c.dropped()
-			if it.qos > 0 {
-				if f, ok := c.release(it.id); ok && f.del != nil {
-					f.del.Ack()
-				}
-			}
-			return nil
-		}
-		c.b.stats.MessagesOut.Add(1)
-		c.msgsOut.Add(1)
-		c.tc.msgsOut.Add(1)
-		c.tc.bytesOut.Add(uint64(len(it.msg.Payload)))
+		return c.writePublish(it, dst)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		a := packet.Ack{Type: it.typ, PacketID: it.id, ReasonCode: it.rc}
+		c.reasonString(&a.Properties, it.reason)
 		buf, err = a.Encode(dst, c.version)
+		if c.tooLarge(buf, err) && c.stripProblemProps(&a.Properties) {
+			buf, err = a.Encode(dst, c.version) // [MQTT-3.4.2-2] and alike
+		}
 	case packet.SUBACK:
 		a := packet.Suback{PacketID: it.id, ReasonCodes: it.codes}
+		c.reasonString(&a.Properties, it.reason)
 		buf, err = a.Encode(dst, c.version)
+		if c.tooLarge(buf, err) && c.stripProblemProps(&a.Properties) {
+			buf, err = a.Encode(dst, c.version) // [MQTT-3.9.2-1]
+		}
 	case packet.UNSUBACK:
 		a := packet.Unsuback{PacketID: it.id, ReasonCodes: it.codes}
 		buf, err = a.Encode(dst, c.version)
@@ -373,8 +390,95 @@ func (c *client) writeItem(it *outItem) error {
 	if err != nil {
 		return err
 	}
+	if c.tooLarge(buf, nil) {
+		c.log.Warn("control packet larger than the client's maximum packet size; not sent", "type", it.typ, "size", len(buf), "max", c.maxOut)
+		return nil
+	}
 	_, err = c.bw.Write(buf)
 	return err
+}
+
+// tooLarge reports whether an encoded packet exceeds the client's Maximum
+// Packet Size.
+func (c *client) tooLarge(buf []byte, err error) bool {
+	return err == nil && c.maxOut > 0 && len(buf) > c.maxOut
+}
+
+// reasonString sets the reason string of an ack, if there is one and the
+// client asked for problem information [MQTT-3.1.2-29].
+func (c *client) reasonString(p *packet.Properties, msg string) {
+	if msg != "" && c.version == packet.V5 && c.problemInfo {
+		p.Set(packet.PropReasonString)
+		p.ReasonString = msg
+	}
+}
+
+// writePublish encodes a PUBLISH into dst and writes it. With MQTT 5 it
+// assigns a topic alias while the client's Topic Alias Maximum allows (the
+// first topics sent keep their aliases for the connection). A PUBLISH over
+// the client's Maximum Packet Size is dropped, counted, and completed as if
+// sent [MQTT-3.1.2-25]; its size is computed before encoding, so the check
+// costs no allocation.
+func (c *client) writePublish(it *outItem, dst []byte) error {
+	p := packet.Publish{
+		Dup: it.dup, QoS: it.qos, Retain: it.retain, Topic: it.msg.Topic,
+		PacketID: it.id, Payload: it.msg.Payload,
+	}
+	var newAlias uint16
+	if c.version == packet.V5 {
+		c.publishProps(&p.Properties, it)
+		if c.aliasMax > 0 {
+			newAlias = c.topicAlias(&p)
+		}
+	}
+	if c.maxOut > 0 {
+		if n, err := p.Size(c.version); err == nil && n > c.maxOut {
+			c.dropped()
+			if it.qos > 0 {
+				if f, ok := c.release(it.id); ok && f.del != nil {
+					f.del.Ack()
+				}
+			}
+			return nil
+		}
+	}
+	buf, err := p.Encode(dst, c.version)
+	if err != nil {
+		return err
+	}
+	if newAlias != 0 {
+		// Assigned only once the client is sure to learn it.
+		if c.outAliases == nil {
+			c.outAliases = make(map[string]uint16)
+		}
+		c.outAliases[string(it.msg.Topic)] = newAlias
+	}
+	c.b.stats.MessagesOut.Add(1)
+	c.msgsOut.Add(1)
+	c.tc.msgsOut.Add(1)
+	c.tc.bytesOut.Add(uint64(len(it.msg.Payload)))
+	_, err = c.bw.Write(buf)
+	return err
+}
+
+// topicAlias applies an outbound topic alias to p: a topic that has one is
+// sent as an empty name with the alias; a new topic gets the next alias
+// while fewer than the client's maximum are in use [MQTT-3.3.2-11], which
+// topicAlias returns for the caller to record once the packet is written.
+func (c *client) topicAlias(p *packet.Publish) uint16 {
+	if a, ok := c.outAliases[string(p.Topic)]; ok {
+		p.Properties.Set(packet.PropTopicAlias)
+		p.Properties.TopicAlias = a
+		p.Topic = nil
+		return 0
+	}
+	if len(c.outAliases) >= int(c.aliasMax) {
+		return 0
+	}
+	a := uint16(len(c.outAliases) + 1)
+	p.Properties.Set(packet.PropTopicAlias)
+	p.Properties.TopicAlias = a
+	return a
 }
 
 // publishProps fills the MQTT 5 properties of an outbound PUBLISH.
@@ -392,8 +496,11 @@ func (c *client) publishProps(p *packet.Properties, it *outItem) {
 		p.Set(packet.PropMessageExpiry)
 		p.MessageExpiry = uint32(left / time.Second)
 	}
-	if it.subID > 0 {
-		p.Set(packet.PropSubscriptionIdentifier)
-		p.SubscriptionIdentifiers = []int{it.subID}
+	switch {
+	case len(it.subIDs) > 0:
+		p.SubscriptionIdentifiers = it.subIDs // [MQTT-3.3.4-4]
+	case it.subID > 0:
+		c.subIDBuf[0] = it.subID // [MQTT-3.3.4-5]
+		p.SubscriptionIdentifiers = c.subIDBuf[:1]
 	}
 }

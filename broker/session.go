@@ -62,15 +62,34 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 		}
 	}
 
+	if st != nil && !st.WillDue.IsZero() {
+		// The last connection's will waits for its delay. Resuming the
+		// session cancels it [MQTT-3.1.3-9]; Clean Start ends the session,
+		// which publishes it now (MQTT 5 §3.1.3.2.2).
+		if c.cleanStart {
+			if _, err := bb.FireWill(ctx, st.Node, c.tenant, c.id, st.ConnID, nil); err != nil {
+				c.log.Warn("publishing the ended session's delayed will", "err", err)
+			}
+		} else if err := bb.CancelWill(ctx, st.Node, c.tenant, c.id, st.ConnID); err != nil {
+			c.log.Warn("cancelling the resumed session's delayed will", "err", err)
+		}
+		st.WillDue = time.Time{}
+	}
 	if c.cleanStart && st != nil {
-		// Clean session / clean start: discard stored state [MQTT-3.1.2-6].
+		// Clean session / clean start: discard stored state [MQTT-3.1.2-6]
+		// (MQTT 5 [MQTT-3.1.2-4]).
 		if err := bb.DeleteSession(ctx, c.tenant, c.id); err != nil {
 			return false, fmt.Errorf("discarding session: %w", err)
 		}
 		st, rev = nil, 0
 	}
 	if !c.persist {
-		return false, nil
+		if st == nil {
+			return false, nil
+		}
+		// MQTT 5 Clean Start 0 with Session Expiry 0: the stored session
+		// is resumed [MQTT-3.1.2-5] and ends with this connection.
+		c.persist = true
 	}
 	// Still marked connected after the takeover: its edge died holding it.
 	unclean := st != nil && st.Connected
@@ -194,9 +213,20 @@ func (c *client) closeSession() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
 	defer cancel()
+	if c.expiry <= 0 {
+		// Session Expiry 0 (from CONNECT, or set by DISCONNECT): the
+		// session ends with the connection (MQTT 5 §3.1.2.11.2).
+		if err := c.b.bb.DeleteSession(ctx, c.tenant, c.id); err != nil {
+			c.log.Error("deleting ended session", "err", err)
+		}
+		c.state = nil
+		return
+	}
 	st := *c.state
 	st.Connected = false
 	st.LastSeen = time.Now()
+	st.Expiry = c.expiry   // DISCONNECT may have changed it
+	st.WillDue = c.willDue // a delayed will waits (see delayWill)
 	if _, err := c.b.bb.SaveSession(ctx, &st, c.rev); err != nil {
 		if errors.Is(err, ErrSessionConflict) {
 			c.log.Debug("session taken over before release")
@@ -240,7 +270,7 @@ func (c *client) queueLoop() {
 		if rules := c.principal.Rules(); rules != c.aclSeen.Load() {
 			c.refreshACL(rules)
 		}
-		qos := c.queueQoS(m)
+		qos, subIDs := c.queueQoS(m)
 		if qos == 0 {
 			// No longer subscribed: done with it.
 			d.Ack()
@@ -262,7 +292,7 @@ func (c *client) queueLoop() {
 			d.Nak()
 			return
 		}
-		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true})
+		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true, subIDs: subIDs})
 	}
 }
 
@@ -289,21 +319,27 @@ func (c *client) released(id uint16, seq uint64) bool {
 
 // queueQoS returns the QoS a queued message is delivered with: the highest
 // QoS of the session's durable subscriptions that match it [MQTT-3.3.5-1],
-// capped by the message's QoS; 0 if none matches any more.
-func (c *client) queueQoS(m *Message) byte {
+// capped by the message's QoS; 0 if none matches any more. The queue holds
+// one copy for all of them, so it goes out with the subscription
+// identifiers of every one of them [MQTT-3.3.4-4], also returned.
+func (c *client) queueQoS(m *Message) (byte, []int) {
 	var best byte
+	var ids []int
 	c.mu.Lock()
 	d := c.aclDenied.Load()
 	for _, s := range c.subs {
-		if s.QoS <= best || !durable(s.Filter) || (d != nil && (*d)[s.Filter]) {
+		if s.QoS == 0 || !durable(s.Filter) || (d != nil && (*d)[s.Filter]) {
 			continue
 		}
 		if topic.Match(s.Filter, m.Topic) {
-			best = s.QoS
+			best = max(best, s.QoS)
+			if s.ID > 0 && c.version == packet.V5 {
+				ids = append(ids, s.ID)
+			}
 		}
 	}
 	c.mu.Unlock()
-	return min(best, m.QoS)
+	return min(best, m.QoS), ids
 }
 
 // packetIDFor maps a backbone sequence to a packet ID in 1..65535.

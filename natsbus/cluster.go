@@ -159,7 +159,7 @@ func (b *Bus) sweepSessions(ctx context.Context) {
 			continue
 		}
 		var s broker.SessionState
-		if json.Unmarshal(e.Value(), &s) != nil || s.Connected || s.Expiry <= 0 || time.Since(s.LastSeen) <= s.Expiry {
+		if json.Unmarshal(e.Value(), &s) != nil || s.Connected || time.Since(s.LastSeen) <= s.Expiry {
 			continue
 		}
 		if err := b.DeleteSession(ctx, s.Tenant, s.ClientID); err != nil {
@@ -230,37 +230,88 @@ func (b *Bus) reapWill(ctx context.Context, key string) bool {
 		b.wills.Purge(ctx, key)
 		return true
 	}
+	if !w.Due.IsZero() && time.Now().Before(w.Due) {
+		// A delayed will [MQTT-3.1.3-9]: not yet; the member stays until
+		// it is published or a resumed session cancels it.
+		return false
+	}
+	published, gone, err := b.fireWill(ctx, key, e, &w, nil)
+	if err != nil {
+		b.log.Warn("publishing dead node's will", "err", err)
+		return false
+	}
+	if published {
+		b.log.Info("published will of client on dead node", "dead_node", w.Node, "tenant", w.Message.Tenant, "client", w.Message.ClientID, "topic", string(w.Message.Topic))
+	}
+	return gone
+}
+
+// fireWill claims the stored will w (entry e under key) with a
+// compare-and-set, publishes it unless its message expired or allow
+// refuses it, then deletes it: at least once, never lost to a crash of the
+// claimer, whose claim others take over after 3 × NodeTTL. It reports
+// whether it published the will and whether the will is gone; not gone
+// without an error means another node holds the claim.
+func (b *Bus) fireWill(ctx context.Context, key string, e jetstream.KeyValueEntry, w *storedWill, allow func(*broker.Message) bool) (published, gone bool, err error) {
 	if w.ClaimedBy != "" && w.ClaimedBy != b.opts.NodeID && time.Since(w.ClaimedAt) < 3*b.opts.NodeTTL {
-		return false // another node is on it
+		return false, false, nil // another node is on it
 	}
 	w.ClaimedBy, w.ClaimedAt = b.opts.NodeID, time.Now()
-	data, _ := json.Marshal(&w)
+	data, _ := json.Marshal(w)
 	rev, err := b.wills.Update(ctx, key, data, e.Revision())
 	if err != nil {
-		return false // lost the race
+		return false, false, nil // lost the race (or cancelled meanwhile)
 	}
-	m := w.Message
-	if m.Expiry.IsZero() || time.Now().Before(m.Expiry) {
+	// The delay, if any, has passed: Due no longer holds it back.
+	w.Due = time.Time{}
+	m, ok := w.Ready(time.Now())
+	if ok && allow != nil && !allow(&m) {
+		ok = false
+	}
+	if ok {
 		errc := make(chan error, 1)
 		if err := b.Publish(&m, func(err error) { errc <- err }); err != nil {
-			b.log.Warn("publishing dead node's will", "err", err)
-			return false
+			return false, false, err
 		}
 		if m.QoS > 0 || m.Retain {
 			select {
 			case err := <-errc:
 				if err != nil {
-					b.log.Warn("publishing dead node's will", "err", err)
-					return false
+					return false, false, err
 				}
 			case <-ctx.Done():
-				return false
+				return false, false, ctx.Err()
 			}
 		}
-		b.log.Info("published will of client on dead node", "dead_node", w.Node, "tenant", m.Tenant, "client", m.ClientID, "topic", string(m.Topic))
 	}
 	b.wills.Delete(ctx, key, jetstream.LastRevision(rev))
-	return true
+	return ok, true, nil
+}
+
+// FireWill implements broker.WillStore.
+func (b *Bus) FireWill(ctx context.Context, node, tenant, clientID, connID string, allow func(*broker.Message) bool) (bool, error) {
+	key := willKey(node, tenant, clientID)
+	e, err := b.wills.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, unavailable(err)
+	}
+	var w storedWill
+	if err := json.Unmarshal(e.Value(), &w); err != nil || w.ConnID != connID {
+		return false, nil // another connection's will
+	}
+	published, _, err := b.fireWill(ctx, key, e, &w, allow)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return published, nil
+}
+
+// CancelWill implements broker.WillStore.
+func (b *Bus) CancelWill(ctx context.Context, node, tenant, clientID, connID string) error {
+	return b.deleteWill(ctx, willKey(node, tenant, clientID), connID)
 }
 
 func keys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
@@ -289,7 +340,11 @@ func (b *Bus) PutWill(ctx context.Context, w *broker.Will) error {
 
 // DeleteWill implements broker.WillStore.
 func (b *Bus) DeleteWill(ctx context.Context, tenant, clientID, connID string) error {
-	key := willKey(b.opts.NodeID, tenant, clientID)
+	return b.deleteWill(ctx, willKey(b.opts.NodeID, tenant, clientID), connID)
+}
+
+// deleteWill deletes the will under key if it belongs to connID.
+func (b *Bus) deleteWill(ctx context.Context, key, connID string) error {
 	e, err := b.wills.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -89,10 +91,17 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 	if m.Retain {
 		subj := string(retSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, m.Topic))
 		rm := &nats.Msg{Subject: subj, Data: buf[sl:]}
-		if len(m.Payload) == 0 {
+		switch {
+		case len(m.Payload) == 0:
 			// An empty retained message clears the topic [MQTT-3.3.1-10];
 			// the tombstone ages out by itself.
 			rm.Header = nats.Header{"Nats-TTL": []string{retainedTombstoneTTL}}
+		case !m.Expiry.IsZero():
+			// A retained message with a Message Expiry Interval leaves the
+			// store when it expires [MQTT-3.3.2-5]; until then readers
+			// check the expiry in the envelope.
+			secs := max(int64((time.Until(m.Expiry)+time.Second-1)/time.Second), 1)
+			rm.Header = nats.Header{"Nats-TTL": []string{strconv.FormatInt(secs, 10)}}
 		}
 		if err := b.publishStored(rm, done); err != nil {
 			done(err)

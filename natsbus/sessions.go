@@ -68,8 +68,10 @@ func (b *Bus) LoadSession(ctx context.Context, tenant, clientID string) (*broker
 	if s.Tenant != tenant || s.ClientID != clientID {
 		return nil, 0, fmt.Errorf("session record %s belongs to %s/%s", e.Key(), s.Tenant, s.ClientID)
 	}
-	if !s.Connected && s.Expiry > 0 && time.Since(s.LastSeen) > s.Expiry {
-		// Expired while offline [MQTT-3.1.2-23 analogue]: start afresh.
+	if !s.Connected && time.Since(s.LastSeen) > s.Expiry {
+		// Expired while offline: start afresh [MQTT-3.1.2-23]. (A session
+		// with expiry 0 ends with its connection; one left behind offline
+		// is gone too.)
 		if err := b.DeleteSession(ctx, tenant, clientID); err != nil {
 			return nil, 0, err
 		}
