@@ -89,10 +89,12 @@ type TLSConfig struct {
 	// ReloadInterval is how often certificate files are checked for
 	// changes. Default listener.DefaultReloadInterval.
 	ReloadInterval time.Duration
-	// HandshakeTimeout bounds a TLS handshake or WebSocket upgrade; default
-	// 10 s. MaxHandshakes bounds them at once per listener; default 256.
+	// HandshakeTimeout bounds a TLS handshake or WebSocket upgrade.
+	// Default listener.DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
-	MaxHandshakes    int
+	// MaxHandshakes bounds the handshakes and upgrades in progress at once
+	// per listener. Default listener.DefaultMaxHandshakes (256).
+	MaxHandshakes int
 }
 
 // configured reports whether certificate files are given.
