@@ -2,68 +2,156 @@ package dashboard
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/broker"
 	"github.com/relaymq/relay/tenant"
 )
 
 // Errors of the HTTP layer itself. Domain errors (tenant.ErrNotFound,
-// auth.ErrNotAuthorized, …) are mapped in handleError.
+// auth.ErrNotAuthorized, broker.ErrBackboneUnavailable, …) are mapped in
+// handleError.
 var (
 	// ErrUnauthenticated means no valid API key or session came with the
-	// request.
+	// request (401).
 	ErrUnauthenticated = errors.New("authentication required")
-	// ErrUnavailable means the backbone or database is down.
+	// ErrUnavailable means the backbone or database is down (503).
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrTooLarge means a request body or message is over its limit (413).
+	ErrTooLarge = errors.New("too large")
+	// ErrRateLimited means the caller must slow down (429); a
+	// *RateLimitError says for how long.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrForbidden means the caller may not do this (403): an ACL denial,
+	// an operator route, a suspended tenant.
+	ErrForbidden = auth.ErrNotAuthorized
 )
 
-// apiError is the one JSON error shape.
+// RateLimitError is ErrRateLimited with the time after which a retry may
+// succeed (the Retry-After header, in whole seconds, at least 1).
+type RateLimitError struct {
+	RetryAfter time.Duration
+	Reason     string
+}
+
+func (e *RateLimitError) Error() string {
+	if e.Reason != "" {
+		return e.Reason
+	}
+	return ErrRateLimited.Error()
+}
+
+// Unwrap makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+
+// FieldError is an invalid request field (400 with the field's name in the
+// body).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns tenant.ErrInvalid and the cause.
+func (e *FieldError) Unwrap() []error { return []error{tenant.ErrInvalid, e.Err} }
+
+// invalidField returns a FieldError for field.
+func invalidField(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// apiError is the one JSON error shape. Field names the offending request
+// field of a 400, when there is one.
 type apiError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// codes are the error codes by status.
+var codes = map[int]string{
+	http.StatusBadRequest:            "invalid",
+	http.StatusUnauthorized:          "unauthorized",
+	http.StatusForbidden:             "forbidden",
+	http.StatusNotFound:              "not_found",
+	http.StatusMethodNotAllowed:      "method_not_allowed",
+	http.StatusConflict:              "conflict",
+	http.StatusRequestEntityTooLarge: "too_large",
+	http.StatusUnsupportedMediaType:  "unsupported_media_type",
+	http.StatusTooManyRequests:       "rate_limited",
+	http.StatusInternalServerError:   "internal_error",
+	http.StatusServiceUnavailable:    "unavailable",
+}
+
+// statusOf maps an error to its HTTP status and message.
+func statusOf(err error) (int, string) {
+	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		if m, ok := he.Message.(string); ok {
+			return he.Code, m
+		}
+		return he.Code, http.StatusText(he.Code)
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mbe.Limit)
+	case errors.Is(err, ErrRateLimited), errors.Is(err, auth.ErrThrottled):
+		return http.StatusTooManyRequests, err.Error()
+	case errors.Is(err, ErrUnauthenticated), errors.Is(err, auth.ErrBadCredentials):
+		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, auth.ErrNotAuthorized):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, ErrUnavailable), errors.Is(err, auth.ErrUnavailable), errors.Is(err, broker.ErrBackboneUnavailable):
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.Is(err, tenant.ErrNotFound):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, tenant.ErrConflict):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, ErrTooLarge), errors.Is(err, broker.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, tenant.ErrInvalid):
+		return http.StatusBadRequest, err.Error()
+	}
+	return http.StatusInternalServerError, "internal error"
 }
 
 // handleError is Echo's error handler and the one place where errors
-// become HTTP statuses.
+// become HTTP statuses: 400 invalid, 401, 403, 404, 409, 413, 429 (with
+// Retry-After), 503 backbone or database down, 500 anything else (logged).
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, code := http.StatusInternalServerError, "internal_error"
-	msg := "internal error"
-	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &he):
-		status = he.Code
-		code = http.StatusText(he.Code)
-		if m, ok := he.Message.(string); ok {
-			msg = m
-		} else {
-			msg = http.StatusText(he.Code)
-		}
-	case errors.Is(err, ErrUnauthenticated), errors.Is(err, auth.ErrBadCredentials):
-		status, code, msg = http.StatusUnauthorized, "unauthorized", err.Error()
-	case errors.Is(err, auth.ErrNotAuthorized):
-		status, code, msg = http.StatusForbidden, "forbidden", err.Error()
-	case errors.Is(err, tenant.ErrNotFound):
-		status, code, msg = http.StatusNotFound, "not_found", err.Error()
-	case errors.Is(err, tenant.ErrConflict):
-		status, code, msg = http.StatusConflict, "conflict", err.Error()
-	case errors.Is(err, tenant.ErrInvalid):
-		status, code, msg = http.StatusBadRequest, "invalid", err.Error()
-	case errors.Is(err, ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
-		status, code, msg = http.StatusServiceUnavailable, "unavailable", err.Error()
+	status, msg := statusOf(err)
+	body := apiError{Code: codes[status], Message: msg}
+	if body.Code == "" {
+		body.Code = "error"
 	}
-	if status >= 500 {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		body.Field = fe.Field
+	}
+	var rl *RateLimitError
+	if errors.As(err, &rl) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(max(1, (rl.RetryAfter+time.Second-1)/time.Second))))
+	}
+	switch {
+	case status == http.StatusServiceUnavailable:
+		s.log.Warn("HTTP request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
+	case status >= 500:
 		s.log.Error("HTTP request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {
-		err = c.JSON(status, apiError{Code: code, Message: msg})
+		err = c.JSON(status, body)
 	}
 	if err != nil {
 		s.log.Warn("writing HTTP error", "err", err)

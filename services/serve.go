@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/dashboard"
+	"github.com/relaymq/relay/services/inspect"
 )
 
 // ServeConfig configures the all-in-one server.
@@ -36,6 +37,8 @@ type ServeConfig struct {
 	// Control configures the in-process control plane; an empty database
 	// URL or key file means SQLite and a key file in DataDir.
 	Control ControlConfig
+	// API tunes the HTTP API's backend.
+	API APIConfig
 	// Logger receives logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -50,6 +53,8 @@ type Server struct {
 	edge *Edge
 	http *http.Server
 	dash *dashboard.Server
+	api  *apiBackend        // the HTTP API's backbone node and inspector
+	insp *inspect.Responder // answers inspection requests for the edge
 	hl   net.Listener
 	wg   sync.WaitGroup
 	once sync.Once
@@ -117,6 +122,10 @@ func (s *Server) Start(ctx context.Context) error {
 		s.Close()
 		return err
 	}
+	if s.api, s.insp, err = s.startAPIBackend(ctx); err != nil {
+		s.Close()
+		return err
+	}
 	if s.cfg.HTTPAddr != "" {
 		l, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
@@ -129,6 +138,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 		s.http = &http.Server{Handler: s.dash.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.http.RegisterOnShutdown(s.dash.EndStreams)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -176,6 +186,10 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		if s.dash != nil {
 			errs = append(errs, s.dash.Close())
+		}
+		errs = append(errs, s.api.Close())
+		if s.insp != nil {
+			errs = append(errs, s.insp.Close())
 		}
 		if s.edge != nil {
 			errs = append(errs, s.edge.Close())

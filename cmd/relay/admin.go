@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/term"
@@ -480,6 +481,17 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	na.register(fs)
 	baseDomain := fs.String("base-domain", "relay.localhost", "tenant host names are <slug>.<base-domain>")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	// The HTTP API joins the backbone as a node with its own Bus, which
+	// creates or updates Relay's streams: their settings must be the
+	// edges'.
+	httpAddr := fs.String("http-addr", "", "serve the dashboard and HTTP API on this address, e.g. :18083 (empty disables); then the stream flags below must match the edges'")
+	var hc services.ControlHTTPConfig
+	fs.IntVar(&hc.Bus.Replicas, "replicas", 1, "JetStream replicas for Relay's streams and buckets (as the edges' --replicas)")
+	fs.IntVar(&hc.Bus.SessionQueueMax, "max-session-queue", 1000, "as the edges' --max-session-queue")
+	fs.Int64Var(&hc.Bus.MessageMaxBytes, "queue-max-bytes", -1, "as the edges' --queue-max-bytes")
+	fs.DurationVar(&hc.Bus.MessageMaxAge, "session-expiry", 24*time.Hour, "as the edges' --session-expiry")
+	fs.IntVar(&hc.Bus.MaxControlLine, "nats-max-control-line", 4096, "as the edges' --nats-max-control-line")
+	fs.IntVar(&hc.MaxPacketSize, "max-packet-size", 1<<20, "as the edges' --max-packet-size: larger HTTP messages are refused")
 	if code := parse(fs, args, stderr); code != 0 {
 		return max(code, 0)
 	}
@@ -507,8 +519,19 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		log.Error("start failed", "err", err)
 		return 1
 	}
+	if *httpAddr != "" {
+		hc.Addr = *httpAddr
+		if err := ctl.ServeHTTP(ctx, nc, hc); err != nil {
+			log.Error("start failed", "err", err)
+			return 1
+		}
+	}
 	fmt.Fprintf(stdout, "Relay control plane %s is running (NATS %s)\n", version(), *natsURL)
+	if a := ctl.HTTPAddr(); a != nil {
+		fmt.Fprintf(stdout, "  HTTP  http://%s\n", a)
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	ctl.Close() // before the NATS connection drains
 	return 0
 }
