@@ -112,6 +112,7 @@ func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}
+	c.adm.OnChange(svc.Invalidate)
 	c.svc = svc
 	return nil
 }

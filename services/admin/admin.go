@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker/topic"
@@ -19,9 +20,11 @@ import (
 
 // Admin performs tenancy operations.
 type Admin struct {
-	store tenant.Store
-	pol   *auth.Policies
-	keyed *auth.Keyed
+	// onChange is called after each change (see OnChange).
+	onChange atomic.Pointer[func(tenantID string)]
+	store    tenant.Store
+	pol      *auth.Policies
+	keyed    *auth.Keyed
 }
 
 // New returns an Admin over the store, policies and secret hasher.
@@ -30,8 +33,19 @@ func New(store tenant.Store, pol *auth.Policies, keyed *auth.Keyed) *Admin {
 }
 
 func (a *Admin) audit(ctx context.Context, t *tenant.Tenant, actor, action, target, detail string) error {
-	return a.store.AddAudit(ctx, &tenant.AuditRecord{TenantID: t.ID, Actor: actor, Action: action, Target: target, Detail: detail})
+	err := a.store.AddAudit(ctx, &tenant.AuditRecord{TenantID: t.ID, Actor: actor, Action: action, Target: target, Detail: detail})
+	if h := a.onChange.Load(); h != nil {
+		// Also when the record failed: the change itself was made.
+		(*h)(t.ID)
+	}
+	return err
 }
+
+// OnChange registers fn to be called, in this process, right after every
+// change to a tenant (with its ID) — before the change feed, which other
+// processes read, carries it. The control plane uses it to drop cached
+// rows at once.
+func (a *Admin) OnChange(fn func(tenantID string)) { a.onChange.Store(&fn) }
 
 // CreateTenant creates an active tenant.
 func (a *Admin) CreateTenant(ctx context.Context, actor, slug, name string) (*tenant.Tenant, error) {

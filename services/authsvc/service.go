@@ -37,6 +37,14 @@ type ServiceOptions struct {
 	Logger *slog.Logger
 }
 
+// lookupTTL bounds how long a cached row is trusted whatever the change
+// feed says; maxLookupEntries bounds the cache (tenants + credentials +
+// apps).
+const (
+	lookupTTL        = 2 * time.Minute
+	maxLookupEntries = 200_000
+)
+
 // Service answers edges' CONNECT checks and rule lookups, and pushes
 // tenancy changes (from any writer of the database: CLI, dashboard, API) to
 // edges.
@@ -51,6 +59,9 @@ type Service struct {
 	// concurrent checks.
 	slow    chan struct{}
 	workers chan struct{}
+	// cache holds the rows CONNECT checks read; the change feed
+	// invalidates it.
+	cache *lookupCache
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -72,6 +83,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	return &Service{
 		opts: opts, log: opts.Logger.With("component", "authsvc"), dummy: dummy,
 		slow: make(chan struct{}, 4), workers: make(chan struct{}, 64), quit: make(chan struct{}),
+		cache: newLookupCache(lookupTTL, maxLookupEntries),
 	}, nil
 }
 
@@ -108,6 +120,11 @@ func (s *Service) Close() error {
 	})
 	return nil
 }
+
+// Invalidate drops what the service has cached of a tenant: call it right
+// after changing the tenant in this process (the change feed does it for
+// changes made elsewhere, within a poll interval).
+func (s *Service) Invalidate(tenantID string) { s.cache.invalidate(tenantID) }
 
 // onConnect hands the check to a bounded pool of goroutines: nats.go calls
 // a subscription's handler from one goroutine, and a check waits on the
@@ -194,22 +211,40 @@ func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 		wasteTime()
 		return refuse(resultBadCredentials, "no tenant in username or host name")
 	}
-	t, err := s.opts.Store.TenantBySlug(ctx, slug)
-	if err != nil {
+	snap, err := s.cache.load(ctx, s.opts.Store, slug, user, false)
+	reply := s.decide(ctx, req, refuse, wasteTime, certLogin, slug, user, snap, err)
+	if reply.Result != resultOK && snap.cached {
+		// The cache only ever says yes: decide a refusal again on fresh
+		// rows (a rotated secret, a resumed tenant).
+		snap, err = s.cache.load(ctx, s.opts.Store, slug, user, true)
+		reply = s.decide(ctx, req, refuse, wasteTime, certLogin, slug, user, snap, err)
+	}
+	return reply
+}
+
+// decide is check's verdict on the rows it read (snap, or the error
+// reading them).
+func (s *Service) decide(ctx context.Context, req *connectRequest, refuse func(result, why string) connectReply, wasteTime func(),
+	certLogin bool, slug, user string, snap snapshot, err error) connectReply {
+	t, c, app := snap.t, snap.c, snap.app
+	switch {
+	case err == nil:
+	case t == nil:
 		wasteTime()
 		if errors.Is(err, tenant.ErrNotFound) {
 			return refuse(resultBadCredentials, "unknown tenant")
 		}
 		s.log.Error("loading tenant", "tenant", slug, "err", err)
 		return connectReply{Result: resultUnavailable}
-	}
-	c, err := s.opts.Store.CredentialByUsername(ctx, t.ID, user)
-	if err != nil {
+	case c == nil:
 		wasteTime()
 		if errors.Is(err, tenant.ErrNotFound) {
 			return refuse(resultBadCredentials, "unknown username")
 		}
 		s.log.Error("loading credential", "tenant", slug, "err", err)
+		return connectReply{Result: resultUnavailable}
+	default:
+		s.log.Error("loading app", "tenant", slug, "err", err)
 		return connectReply{Result: resultUnavailable}
 	}
 	if certLogin {
@@ -238,11 +273,6 @@ func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 	}
 	if c.ClientIDPattern != "" && !clientIDAllowed(c.ClientIDPattern, req.ClientID, user) {
 		return refuse(resultNotAuthorized, "client ID not allowed for this credential")
-	}
-	app, err := s.opts.Store.AppByID(ctx, t.ID, c.AppID)
-	if err != nil {
-		s.log.Error("loading app", "tenant", slug, "err", err)
-		return connectReply{Result: resultUnavailable}
 	}
 	rules, err := s.opts.Policies.RulesFor(ctx, t.Slug, user, app.Name)
 	if err != nil {
@@ -395,6 +425,9 @@ func (s *Service) pushChanges() {
 				latest = r.At
 			}
 			seen[r.ID] = r.At
+			// Before anything is pushed: a client that reconnects
+			// because of the change must be checked on fresh rows.
+			s.cache.invalidate(r.TenantID)
 			kind, user := classify(r.Action)
 			if kind == "" {
 				continue
