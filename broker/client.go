@@ -51,6 +51,8 @@ type client struct {
 	// default 1): without it, reason strings and user properties go only
 	// on PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29].
 	problemInfo bool
+	// clientReason is the reason code of the client's DISCONNECT.
+	clientReason packet.ReasonCode
 	// connExpiry0: the CONNECT's Session Expiry Interval was 0 or absent,
 	// so DISCONNECT may not raise it [MQTT-3.14.2-2].
 	connExpiry0 bool
@@ -114,7 +116,9 @@ type client struct {
 	wg       sync.WaitGroup // writer and queue goroutines
 
 	connected time.Time
-	normal    bool // DISCONNECT received: no will [MQTT-3.1.2-10]
+	// disconnected: the client sent DISCONNECT (nothing is sent back);
+	// normal: with reason 0x00, so the will is discarded [MQTT-3.14.4-3].
+	disconnected, normal bool
 
 	// live is set once CONNACK is sent: from then on the fields set by
 	// connect are read-only and may be read by inspection (inspect.go).
@@ -179,11 +183,13 @@ func (c *client) serve() {
 	}
 	err := c.readLoop()
 	c.mu.Lock()
-	normal := c.normal
+	gone, normal := c.disconnected, c.normal
 	c.mu.Unlock()
 	switch {
-	case normal:
+	case gone && normal:
 		c.log.Info("client disconnected")
+	case gone:
+		c.log.Info("client disconnected; will kept", "reason", c.clientReason)
 	case isNetClose(err):
 		c.log.Info("client connection lost", "err", err)
 	default:

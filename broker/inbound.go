@@ -103,14 +103,14 @@ func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 				c.expiry, _ = c.sessionExpiry(d.Properties.SessionExpiry)
 			}
 		}
+		c.clientReason = d.ReasonCode
 		c.mu.Lock()
-		// [MQTT-3.14.4-3] no will after DISCONNECT; MQTT 5 reason 0x04
-		// asks for the will anyway.
-		c.normal = d.ReasonCode != packet.DisconnectWithWill
+		// [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; any other
+		// reason (0x04 "with will message", or an error the client
+		// reports) leaves it to be published (MQTT 5 §3.1.2.5).
+		c.disconnected = true
+		c.normal = d.ReasonCode == packet.NormalDisconnection
 		c.mu.Unlock()
-		if d.ReasonCode == packet.DisconnectWithWill {
-			return errors.New("client disconnected with will")
-		}
 		return errDisconnect
 	case packet.CONNECT:
 		return errSecondConnect // [MQTT-3.1.0-2]

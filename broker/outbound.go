@@ -317,9 +317,9 @@ func (c *client) writeLoop() {
 // [MQTT-4.13.2-1] before the connection closes.
 func (c *client) writeDisconnect() {
 	c.mu.Lock()
-	rc, msg, normal := c.reason, c.reasonMsg, c.normal
+	rc, msg, gone := c.reason, c.reasonMsg, c.disconnected
 	c.mu.Unlock()
-	if c.version != packet.V5 || normal || rc == packet.NormalDisconnection {
+	if c.version != packet.V5 || gone || rc == packet.NormalDisconnection {
 		c.bw.Flush()
 		return
 	}

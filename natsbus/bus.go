@@ -160,6 +160,10 @@ type Bus struct {
 	// reapAfter holds the will reaper off until then (Unix nanoseconds):
 	// after an outage, other nodes' heartbeats need time to come back.
 	reapAfter atomic.Int64
+	// orphans are the wills a previous run of this node ID left behind
+	// (key → connection ID), published like a dead node's; owned by
+	// startCluster, then by the heartbeat goroutine.
+	orphans map[string]string
 
 	quit chan struct{}
 	wg   sync.WaitGroup

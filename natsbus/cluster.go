@@ -43,6 +43,9 @@ func willKey(node, tenant, clientID string) string {
 }
 
 func (b *Bus) startCluster(ctx context.Context) error {
+	if err := b.findOrphans(ctx); err != nil {
+		return fmt.Errorf("natsbus: listing wills left by an earlier run: %w", err)
+	}
 	if err := b.beat(ctx); err != nil {
 		return fmt.Errorf("natsbus: registering node: %w", err)
 	}
@@ -79,6 +82,7 @@ func (b *Bus) heartbeat() {
 			if time.Now().UnixNano() >= b.reapAfter.Load() {
 				b.reap(ctx)
 			}
+			b.reapOrphans(ctx)
 		}
 		cancel()
 		if b.janitor.Load() && time.Since(lastSweep) > sweepInterval {
@@ -202,7 +206,7 @@ func (b *Bus) reap(ctx context.Context) {
 		}
 		left := 0
 		for _, k := range ks {
-			if !b.reapWill(ctx, k) {
+			if !b.reapWill(ctx, k, "") {
 				left++
 			}
 		}
@@ -215,9 +219,51 @@ func (b *Bus) reap(ctx context.Context) {
 	}
 }
 
-// reapWill claims, publishes and deletes one will of a dead node. It
-// reports whether the will is gone.
-func (b *Bus) reapWill(ctx context.Context, key string) bool {
+// findOrphans notes the wills stored under this node's ID before it
+// started: their connections died with an earlier run of the node (a crash,
+// or a restart before their delay ran out). Nobody else publishes them,
+// since this node ID is alive again.
+func (b *Bus) findOrphans(ctx context.Context) error {
+	l, err := b.wills.ListKeysFiltered(ctx, b.opts.NodeID+".>")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for k := range l.Keys() {
+		e, err := b.wills.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var w storedWill
+		if json.Unmarshal(e.Value(), &w) == nil {
+			if b.orphans == nil {
+				b.orphans = make(map[string]string)
+			}
+			b.orphans[k] = w.ConnID
+		}
+	}
+	if len(b.orphans) > 0 {
+		b.log.Info("wills left by an earlier run of this node will be published", "wills", len(b.orphans))
+	}
+	return nil
+}
+
+// reapOrphans publishes the wills findOrphans found (delayed ones once
+// due), unless a new connection has replaced or cancelled them.
+func (b *Bus) reapOrphans(ctx context.Context) {
+	for k, conn := range b.orphans {
+		if b.reapWill(ctx, k, conn) {
+			delete(b.orphans, k)
+		}
+	}
+}
+
+// reapWill claims, publishes and deletes one will of a dead node (if conn
+// is set: only if it still belongs to connection conn). It reports whether
+// the will is gone.
+func (b *Bus) reapWill(ctx context.Context, key, conn string) bool {
 	e, err := b.wills.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return true
@@ -229,6 +275,9 @@ func (b *Bus) reapWill(ctx context.Context, key string) bool {
 	if err := json.Unmarshal(e.Value(), &w); err != nil {
 		b.wills.Purge(ctx, key)
 		return true
+	}
+	if conn != "" && w.ConnID != conn {
+		return true // a live connection's will now
 	}
 	if !w.Due.IsZero() && time.Now().Before(w.Due) {
 		// A delayed will [MQTT-3.1.3-9]: not yet; the member stays until

@@ -966,6 +966,30 @@ func TestMQTT5WillDelay(t *testing.T) {
 		connectV5(t, addr, "wd-4")         // Clean Start 1
 		waitWill(t, "wd/4", 2*time.Second)
 	})
+	for _, tc := range []struct {
+		name string
+		rc   packet.ReasonCode
+		will bool
+	}{
+		{"DISCONNECT 0x00 discards the will", packet.NormalDisconnection, false}, // [MQTT-3.14.4-3]
+		{"DISCONNECT 0x04 keeps it", packet.DisconnectWithWill, true},
+		{"DISCONNECT with an error keeps it", packet.UnspecifiedError, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			topic := fmt.Sprintf("wd/rc%02x", byte(tc.rc))
+			p := v5Connect("wd-rc" + topic[5:])
+			p.WillFlag, p.WillTopic, p.WillPayload, p.WillQoS = true, topic, []byte("gone"), 1
+			c, _ := dialRawV5(t, addr, p)
+			c.sendPacket(&packet.Disconnect{ReasonCode: tc.rc})
+			c.expectClosed(waitTimeout) // and no DISCONNECT back
+			if tc.will {
+				waitWill(t, topic, 2*time.Second)
+			} else {
+				noWill(t, topic, quietPeriod)
+			}
+		})
+	}
 	t.Run("no session, no delay", func(t *testing.T) {
 		t.Parallel()
 		v := connectV5(t, addr, "wd-5", willV5("wd/5", "gone", 1, 30, 0))

@@ -108,8 +108,25 @@ func (p *Publish) Encode(dst []byte, version byte) ([]byte, error) {
 	if p.Dup && p.QoS == 0 {
 		return dst, fmt.Errorf("%w: PUBLISH DUP set on QoS 0 [MQTT-3.3.1-2]", ProtocolError)
 	}
-	n, props, err := p.remaining(version)
-	if err != nil {
+	if len(p.Topic) == 0 && (version < V5 || !p.Properties.Has(PropTopicAlias)) {
+		return dst, fmt.Errorf("%w: empty topic name without topic alias", ProtocolError)
+	}
+	if err := checkLen(len(p.Topic), "topic name"); err != nil {
+		return dst, err
+	}
+	n := 2 + len(p.Topic) + len(p.Payload)
+	if p.QoS > 0 {
+		n += 2
+	}
+	var props int
+	if version == V5 {
+		var err error
+		if props, err = p.Properties.size(ctxPublish); err != nil {
+			return dst, err
+		}
+		n += propsLen(props)
+	}
+	if err := checkRemaining(PUBLISH, n); err != nil {
 		return dst, err
 	}
 	flags := p.QoS << pubFlagQoSShift
@@ -130,40 +147,33 @@ func (p *Publish) Encode(dst []byte, version byte) ([]byte, error) {
 	return append(dst, p.Payload...), nil
 }
 
-// remaining returns the Remaining Length of p encoded for version and the
-// length of its properties (MQTT 5).
-func (p *Publish) remaining(version byte) (n, props int, err error) {
-	if len(p.Topic) == 0 && (version < V5 || !p.Properties.Has(PropTopicAlias)) {
-		return 0, 0, fmt.Errorf("%w: empty topic name without topic alias", ProtocolError)
-	}
-	if err := checkLen(len(p.Topic), "topic name"); err != nil {
-		return 0, 0, err
-	}
-	n = 2 + len(p.Topic) + len(p.Payload)
-	if p.QoS > 0 {
-		n += 2
-	}
-	if version == V5 {
-		if props, err = p.Properties.size(ctxPublish); err != nil {
-			return 0, 0, err
-		}
-		n += propsLen(props)
-	}
-	if err := checkRemaining(PUBLISH, n); err != nil {
-		return 0, 0, err
-	}
-	return n, props, nil
-}
-
 // Size returns the length of p encoded for version, fixed header included,
 // without encoding it (and without allocating): what a Maximum Packet Size
-// is compared with (MQTT 5 §3.1.2.11.4). It fails where Encode would.
+// is compared with (MQTT 5 §3.1.2.11.4). It fails where Encode would. (It
+// repeats Encode's arithmetic rather than sharing a helper, which kept
+// Encode about a nanosecond faster; FuzzDecode checks that they agree.)
 func (p *Publish) Size(version byte) (int, error) {
 	if err := checkVersion(version); err != nil {
 		return 0, err
 	}
-	n, _, err := p.remaining(version)
-	if err != nil {
+	if len(p.Topic) == 0 && (version < V5 || !p.Properties.Has(PropTopicAlias)) {
+		return 0, fmt.Errorf("%w: empty topic name without topic alias", ProtocolError)
+	}
+	if err := checkLen(len(p.Topic), "topic name"); err != nil {
+		return 0, err
+	}
+	n := 2 + len(p.Topic) + len(p.Payload)
+	if p.QoS > 0 {
+		n += 2
+	}
+	if version == V5 {
+		props, err := p.Properties.size(ctxPublish)
+		if err != nil {
+			return 0, err
+		}
+		n += propsLen(props)
+	}
+	if err := checkRemaining(PUBLISH, n); err != nil {
 		return 0, err
 	}
 	return 1 + varintLen(n) + n, nil
