@@ -170,12 +170,14 @@ type WillStore interface {
 	DeleteWill(ctx context.Context, tenant, clientID, connID string) error
 	// CancelWill removes the will that connection connID of (tenant,
 	// clientID) stored on node, if it is still there (a delayed will whose
-	// session was resumed [MQTT-3.1.3-9]).
+	// session was resumed [MQTT-3.1.3-9]). It returns an error wrapping
+	// ErrBackboneUnavailable if the store cannot be reached.
 	CancelWill(ctx context.Context, node, tenant, clientID, connID string) error
 	// FireWill publishes the will that connection connID of (tenant,
 	// clientID) stored on node, if it is still there and allow accepts its
 	// message (nil: no check), and removes it. Exactly one caller across
-	// all edges wins the will. It reports whether the will was published.
+	// all edges wins the will. It reports whether the will was published;
+	// errors wrap ErrBackboneUnavailable (the will then stays stored).
 	FireWill(ctx context.Context, node, tenant, clientID, connID string, allow func(*Message) bool) (bool, error)
 }
 
