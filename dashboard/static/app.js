@@ -12,10 +12,13 @@ window.Relay = (function () {
   // ------------------------------------------------------------------
   // API
 
-  function APIError(status, code, message) {
+  // APIError is an error answer: HTTP status, the API's code and
+  // message, and for a 400 the request field at fault (if it says).
+  function APIError(status, code, message, field) {
     this.status = status;
     this.code = code;
     this.message = message;
+    this.field = field || "";
   }
   APIError.prototype = Object.create(Error.prototype);
 
@@ -46,7 +49,7 @@ window.Relay = (function () {
     }
     if (!res.ok) {
       var msg = (data && data.message) || res.statusText || "Request failed";
-      throw new APIError(res.status, (data && data.code) || "", msg);
+      throw new APIError(res.status, (data && data.code) || "", msg, data && data.field);
     }
     return { status: res.status, data: data };
   }
@@ -202,6 +205,10 @@ window.Relay = (function () {
   function dateTime(v) {
     var d = toDate(v);
     return d ? d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "–";
+  }
+  function date(v) {
+    var d = toDate(v);
+    return d ? d.toLocaleDateString(undefined, { dateStyle: "medium" }) : "–";
   }
   function time(v) {
     var d = toDate(v);
@@ -413,7 +420,7 @@ window.Relay = (function () {
   return {
     api: api, request: request, list: list, APIError: APIError,
     h: h, $: $, $$: $$, replace: replace, icon: icon, empty: empty, errorBox: errorBox, table: table, pill: pill, tag: tag,
-    num: num, compact: compact, bytes: bytes, ago: ago, dur: dur, dateTime: dateTime, time: time, timeEl: timeEl, toDate: toDate,
+    num: num, compact: compact, bytes: bytes, ago: ago, dur: dur, dateTime: dateTime, date: date, time: time, timeEl: timeEl, toDate: toDate,
     b64bytes: b64bytes, utf8: utf8, hexdump: hexdump, prettyJSON: prettyJSON,
     toast: toast, confirm: confirmDialog, busy: busy, fieldError: fieldError, topicError: topicError, filterError: filterError,
     copyText: copyText, initTabs: initTabs, poll: poll,

@@ -35,7 +35,7 @@
 
   function credentialSecret(title, mqttUser, password) {
     var cmd = "export RELAY_PASSWORD='" + password + "'\n" +
-      "mosquitto_sub -h " + R.host + " -p " + R.port + " -u " + mqttUser + " -P \"$RELAY_PASSWORD\" -t 'devices/#' -v";
+      "mosquitto_sub -h " + R.host + " -p " + R.port + " \\\n  -u " + mqttUser + " -P \"$RELAY_PASSWORD\" \\\n  -t 'devices/#' -v";
     showSecret(title, [
       secretRow("Username", "secret-username", mqttUser, false),
       secretRow("Password", "secret-password", password, true),
@@ -67,7 +67,7 @@
       { label: "", class: "actions", cell: function (c) {
         if (c.revoked) return h("span", { class: "cell-sub" }, c.revoked_at ? "revoked " + R.ago(c.revoked_at) : "");
         return [
-          h("button", { type: "button", class: "btn btn-ghost btn-sm", "data-rotate": plainUser(c), onclick: function (ev) { rotate(c, ev.currentTarget); } }, "Rotate"),
+          h("button", { type: "button", class: "btn btn-secondary btn-sm", "data-rotate": plainUser(c), onclick: function (ev) { rotate(c, ev.currentTarget); } }, "Rotate"),
           h("button", { type: "button", class: "btn btn-danger btn-sm", "data-revoke": plainUser(c), onclick: function (ev) { revoke(c, ev.currentTarget); } }, "Revoke"),
         ];
       } },
@@ -177,7 +177,7 @@
   function fillSubjects() {
     var sel = document.getElementById("acl-subject");
     var keep = sel.value;
-    R.replace(sel, [h("option", { value: "app:" + app }, "Every credential of " + app)].concat(
+    R.replace(sel, [h("option", { value: "app:" + app }, "Every credential of the app")].concat(
       creds.filter(function (c) { return !c.revoked; }).map(function (c) {
         return h("option", { value: "cred:" + plainUser(c) }, "Only " + mqttUser(c));
       })));
@@ -242,7 +242,7 @@
       R.toast("Rule added: connected clients get it within a second");
       await loadRules();
     } catch (e) {
-      if (e.status === 400) R.fieldError("acl-filter", e.message);
+      if (e.status === 400 && (!e.field || e.field === "filter")) R.fieldError("acl-filter", e.message);
       else if (e.status === 409) R.fieldError("acl-filter", "This rule exists already.");
       else R.toast(e.message, "err");
     }

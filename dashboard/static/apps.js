@@ -21,7 +21,7 @@
       var nk = keys.filter(function (k) { return k.app === a.name && !k.revoked; }).length;
       return h("a", { class: "app-tile", href: "/apps/" + encodeURIComponent(a.name), "data-app": a.name },
         h("div", { class: "app-tile-head" }, h("div", { class: "app-badge", "aria-hidden": "true" }, a.name.slice(0, 1)),
-          h("div", {}, h("div", { class: "app-tile-name" }, a.name), h("div", { class: "cell-sub" }, "Created " + R.dateTime(a.created_at)))),
+          h("div", {}, h("div", { class: "app-tile-name" }, a.name), h("div", { class: "cell-sub" }, "Created " + R.date(a.created_at)))),
         h("div", { class: "app-tile-meta" },
           h("span", {}, R.num(nc) + (nc === 1 ? " credential" : " credentials")),
           h("span", {}, R.num(nk) + (nk === 1 ? " API key" : " API keys"))));

@@ -51,6 +51,7 @@
 
   function healthValue(v) {
     if (v === true || v === "ok" || v === "up") return R.pill("OK", "ok");
+    if (v === "not configured") return R.pill("Not configured", "muted");
     if (v === false || v === "down" || v === "unavailable") return R.pill(String(v === false ? "Down" : v), "err");
     if (typeof v === "object" && v !== null) return JSON.stringify(v);
     return String(v);
@@ -77,14 +78,17 @@
         });
         return;
       }
-      if (k === "connections" && v && typeof v === "object") {
+      if (k === "time") return;
+      if ((k === "tenants" || k === "connections") && v && typeof v === "object") {
         conns = v;
         var total = Object.keys(v).reduce(function (a, s) { return a + v[s]; }, 0);
         items.push(h("div", { class: "health-item" }, h("div", { class: "k" }, "Live connections"), h("div", { class: "v" }, R.num(total))));
         return;
       }
-      if (v === "down" || v === false || v === "unavailable") bad = true;
-      items.push(h("div", { class: "health-item" }, h("div", { class: "k" }, k.replace(/_/g, " ")), h("div", { class: "v" }, healthValue(v))));
+      if (k === "status") { if (v !== "ok") bad = true; return; }
+      if (v !== "ok" && v !== true && typeof v !== "object") bad = true;
+      var names = { database: "Database", nats: "NATS", jetstream: "JetStream" };
+      items.push(h("div", { class: "health-item" }, h("div", { class: "k" }, names[k] || k.replace(/_/g, " ")), h("div", { class: "v" }, healthValue(v))));
     });
     R.replace(box, items.length ? items : h("p", { class: "cell-sub" }, "No health data."));
     document.getElementById("op-health").textContent = bad ? "Degraded" : "Healthy";
