@@ -17,6 +17,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/services"
+	"github.com/relaymq/relay/tenant"
 )
 
 // ---------------------------------------------------------------------------
@@ -188,6 +190,18 @@ func (v *v5Client) disconnect(props *paho.DisconnectProperties) {
 	if err := v.c.Disconnect(&paho.Disconnect{Properties: props}); err != nil {
 		v.t.Fatalf("DISCONNECT: %v", err)
 	}
+}
+
+// waitOffline waits until the server has finished with the connection of
+// client ID id (tenant default): its session is stored, its will handled.
+// A test that reconnects or publishes right after a DISCONNECT waits for
+// this, since the server reads the DISCONNECT on its own time.
+func waitOffline(t testing.TB, srv *services.Server, id string) {
+	t.Helper()
+	waitUntil(t, id+" is offline", func() bool {
+		_, on := srv.Edge().Broker().Client(tenant.DefaultSlug, id)
+		return !on
+	})
 }
 
 // drop closes the connection without DISCONNECT (a lost connection).

@@ -240,6 +240,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		v := connectV5(t, addr, "se-zero")
 		v.sub("se/zero", 1)
 		v.disconnect(nil)
+		waitOffline(t, srv, "se-zero")
 		if _, ok := storedSession(t, srv.NATSURL(), "se-zero"); ok {
 			t.Fatal("a session with expiry 0 was stored")
 		}
@@ -253,6 +254,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		v := connectV5(t, addr, "se-keep", sessionExpiry(60))
 		v.sub("se/keep", 1)
 		v.disconnect(nil)
+		waitOffline(t, srv, "se-keep")
 		st, ok := storedSession(t, srv.NATSURL(), "se-keep")
 		if !ok || st.Expiry != time.Minute || st.Connected {
 			t.Fatalf("stored session %+v (found %v), want expiry 1m, offline", st, ok)
@@ -271,6 +273,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		v := connectV5(t, addr, "se-short", sessionExpiry(1))
 		v.sub("se/short", 1)
 		v.disconnect(nil)
+		waitOffline(t, srv, "se-short")
 		time.Sleep(1200 * time.Millisecond) // the expiry itself
 		v = connectV5(t, addr, "se-short", resume())
 		if v.connack.SessionPresent {
@@ -282,6 +285,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		v := connectV5(t, addr, "se-d0", sessionExpiry(60))
 		v.sub("se/d0", 1)
 		v.disconnect(&paho.DisconnectProperties{SessionExpiryInterval: u32p(0)})
+		waitOffline(t, srv, "se-d0")
 		v = connectV5(t, addr, "se-d0", resume(), sessionExpiry(60))
 		if v.connack.SessionPresent {
 			t.Fatal("session present after DISCONNECT set its expiry to 0")
@@ -292,6 +296,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		v := connectV5(t, addr, "se-dl", sessionExpiry(1))
 		v.sub("se/dl", 1)
 		v.disconnect(&paho.DisconnectProperties{SessionExpiryInterval: u32p(60)})
+		waitOffline(t, srv, "se-dl")
 		if st, ok := storedSession(t, srv.NATSURL(), "se-dl"); !ok || st.Expiry != time.Minute {
 			t.Fatalf("stored session %+v (found %v), want expiry 1m", st, ok)
 		}
@@ -315,6 +320,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		v := connectV5(t, addr, "se-last", sessionExpiry(60))
 		v.sub("se/last", 1)
 		v.disconnect(nil)
+		waitOffline(t, srv, "se-last")
 		v = connectV5(t, addr, "se-last", resume()) // expiry 0
 		if !v.connack.SessionPresent {
 			t.Fatal("stored session not resumed [MQTT-3.1.2-5]")
@@ -322,6 +328,7 @@ func TestMQTT5SessionExpiry(t *testing.T) {
 		pub.pub("se/last", 1, false, "still subscribed")
 		v.in.wait(t, 1)
 		v.disconnect(nil)
+		waitOffline(t, srv, "se-last")
 		v = connectV5(t, addr, "se-last", resume())
 		if v.connack.SessionPresent {
 			t.Fatal("session survived a connection with expiry 0")
@@ -367,6 +374,7 @@ func TestMQTT5MessageExpiry(t *testing.T) {
 		v := connectV5(t, addr, "me-queue", sessionExpiry(60))
 		v.sub("me/q/#", 1)
 		v.disconnect(nil)
+		waitOffline(t, srv, "me-queue")
 		before := srv.Edge().Broker().TenantStats(tenant.DefaultSlug).Dropped
 		publish("me/q/short", false, 1, "short")
 		publish("me/q/long", false, 60, "long")
@@ -1094,7 +1102,7 @@ func TestMQTT5EnhancedAuth(t *testing.T) {
 // without its properties; a 5.0 subscriber gets a 3.1.1 message with none.
 func TestMQTT5Interop(t *testing.T) {
 	t.Parallel()
-	_, addr := startServer(t)
+	srv, addr := startServer(t)
 	in3 := newInbox()
 	v3 := connect(t, addr, "io-v3")
 	subscribe(t, v3, "io/#", 2, in3)
@@ -1139,6 +1147,7 @@ func TestMQTT5Interop(t *testing.T) {
 	p3 := connect(t, addr, "io-p3", persistent())
 	subscribe(t, p3, "io/q", 1, nil)
 	disconnect(p3)
+	waitOffline(t, srv, "io-p3")
 	v5.pub("io/q", 1, false, "queued by 5")
 	q3 := newInbox()
 	connect(t, addr, "io-p3", persistent(), onMessage(q3))
@@ -1184,10 +1193,7 @@ func TestMosquittoV5(t *testing.T) {
 
 	// A session with an expiry interval: mosquitto_sub -c -x.
 	startMosqSub(t, addr, "-V", "5", "-i", "mq5-persist", "-c", "-x", "60", "-t", "mq5/q", "-q", "1", "-E")
-	waitUntil(t, "mosquitto_sub -E has gone", func() bool {
-		_, on := srv.Edge().Broker().Client(tenant.DefaultSlug, "mq5-persist")
-		return !on
-	})
+	waitOffline(t, srv, "mq5-persist")
 	mosqPub(t, addr, "-V", "5", "-t", "mq5/q", "-q", "1", "-m", "while away")
 	// The queued message may come before the new SUBACK, so this one is
 	// not started with startMosqSub (which waits for SUBACK).
