@@ -54,6 +54,9 @@ type WebDeps struct {
 	// MQTTPort is the MQTT TCP port shown in the connect instructions
 	// (default 1883).
 	MQTTPort int
+	// MQTTSPort, WSPort and WSSPort are the ports of MQTT over TLS, over
+	// WebSocket and over secure WebSocket, shown when not 0.
+	MQTTSPort, WSPort, WSSPort int
 	// Now returns the current time (tests move it). Default time.Now.
 	Now func() time.Time
 }
@@ -322,6 +325,8 @@ type page struct {
 	Host       string
 	BaseDomain string
 	MQTTPort   int
+	// Endpoints are the tenant's other transports (TLS, WebSocket).
+	Endpoints []endpoint
 	// Script is the page's own script under static/ ("" for none).
 	Script string
 	// Data is page-specific.
@@ -338,6 +343,7 @@ func (s *Server) render(c echo.Context, status int, name string, p page) error {
 	p.MQTTPort = s.web.deps.MQTTPort
 	if p.Tenant != nil {
 		p.Host = p.Tenant.Slug + "." + s.cfg.BaseDomain
+		p.Endpoints = s.web.endpoints(p.Host)
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, p); err != nil {
@@ -346,4 +352,26 @@ func (s *Server) render(c echo.Context, status int, name string, p page) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// endpoint is one way to reach a tenant's MQTT service.
+type endpoint struct {
+	ID, Label, URL string
+}
+
+// endpoints lists the transports other than plain MQTT that the edges
+// serve, as URLs for the tenant's host name.
+func (w *webState) endpoints(host string) []endpoint {
+	var out []endpoint
+	d := w.deps
+	if d.MQTTSPort != 0 {
+		out = append(out, endpoint{"ep-mqtts", "MQTT over TLS", fmt.Sprintf("mqtts://%s:%d", host, d.MQTTSPort)})
+	}
+	if d.WSSPort != 0 {
+		out = append(out, endpoint{"ep-wss", "Secure WebSocket", fmt.Sprintf("wss://%s:%d/mqtt", host, d.WSSPort)})
+	}
+	if d.WSPort != 0 {
+		out = append(out, endpoint{"ep-ws", "WebSocket", fmt.Sprintf("ws://%s:%d/mqtt", host, d.WSPort)})
+	}
+	return out
 }

@@ -10,16 +10,25 @@ import (
 
 // dashboardWebDeps assembles the dashboard pages' dependencies: the
 // control plane's store (users, sessions, tenant and app lookups) and
-// server key (session tokens), and the MQTT port for the connect
+// server key (session tokens), and the edge's ports for the connect
 // instructions.
 func (s *Server) dashboardWebDeps() dashboard.WebDeps {
 	d := dashboard.WebDeps{Store: s.ctl.store, Keyed: s.ctl.keyed}
 	if s.edge != nil {
-		if a, ok := s.edge.MQTTAddr().(*net.TCPAddr); ok && a != nil {
-			d.MQTTPort = a.Port
-		}
+		d.MQTTPort = portOf(s.edge.MQTTAddr())
+		d.MQTTSPort = portOf(s.edge.MQTTSAddr())
+		d.WSPort = portOf(s.edge.WSAddr())
+		d.WSSPort = portOf(s.edge.WSSAddr())
 	}
 	return d
+}
+
+// portOf is a TCP listener's port (0 for none).
+func portOf(a net.Addr) int {
+	if t, ok := a.(*net.TCPAddr); ok && t != nil {
+		return t.Port
+	}
+	return 0
 }
 
 // Users returns the store of dashboard users and sessions.

@@ -36,7 +36,9 @@
       var samples = m.samples || [];
       var sum = function (k) { return samples.reduce(function (a, s) { return a + (s[k] || 0); }, 0); };
       var last = samples.length ? samples[samples.length - 1] : null;
-      var per = (m.interval_s || 60);
+      var ts = samples.map(function (s) { return R.toDate(s.t).getTime(); });
+      var per = ts.length > 1 ? (ts[ts.length - 1] - ts[0]) / 1000 / (ts.length - 1) : 0;
+      if (!(per > 0)) per = m.interval_s || 60;
       set("stat-in", R.compact(sum("messages_in")), last ? R.compact((last.messages_in || 0) / per) + " /s now" : "\u00a0");
       set("stat-out", R.compact(sum("messages_out")), last ? R.compact((last.messages_out || 0) / per) + " /s now" : "\u00a0");
     }
