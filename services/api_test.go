@@ -864,9 +864,10 @@ func TestAPIControlMode(t *testing.T) {
 func natsbusMemory() natsbus.Options { return natsbus.Options{Memory: true} }
 
 // BenchmarkAPIPublish measures HTTP publish throughput (requests/s) on a
-// real Server: QoS 0 and QoS 1 single publishes from parallel clients,
-// and batches of 100 QoS 0 messages, each to a topic one MQTT client is
-// subscribed to.
+// real Server, 8 parallel HTTP clients: single publishes and batches of
+// 100, QoS 0 and 1 to a topic a live MQTT client subscribes to, and QoS 1
+// to a topic an offline persistent session holds (each message stored in
+// JetStream before the answer).
 //
 //	go test ./services -run '^$' -bench BenchmarkAPIPublish -benchtime 3s
 func BenchmarkAPIPublish(b *testing.B) {
@@ -877,10 +878,15 @@ func BenchmarkAPIPublish(b *testing.B) {
 	if tok := sub.Subscribe("bench/#", 0, func(mqtt.Client, mqtt.Message) { got.Add(1) }); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
 		b.Fatal("subscribe failed")
 	}
+	// A persistent session, offline, holding bench/stored/#: every QoS 1
+	// message to it is stored in JetStream before the answer.
+	st := connect(b, e.addr, "bench-store", withCred(a.cred), persistent())
+	subscribe(b, st, "bench/stored/#", 1, nil)
+	disconnect(st)
 	tr := &http.Transport{MaxIdleConnsPerHost: 256}
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	run := func(b *testing.B, qos int, batch int) {
-		one := fmt.Sprintf(`{"topic":"bench/t","payload":"0123456789abcdef0123456789abcdef","qos":%d}`, qos)
+	run := func(b *testing.B, qos int, batch int, topic string) {
+		one := fmt.Sprintf(`{"topic":%q,"payload":"0123456789abcdef0123456789abcdef","qos":%d}`, topic, qos)
 		body := one
 		path := "/publish"
 		if batch > 0 {
@@ -911,8 +917,10 @@ func BenchmarkAPIPublish(b *testing.B) {
 			b.ReportMetric(float64(b.N*batch)/el, "msg/s")
 		}
 	}
-	b.Run("single-qos0", func(b *testing.B) { run(b, 0, 0) })
-	b.Run("single-qos1", func(b *testing.B) { run(b, 1, 0) })
-	b.Run("batch100-qos0", func(b *testing.B) { run(b, 0, 100) })
-	b.Run("batch100-qos1", func(b *testing.B) { run(b, 1, 100) })
+	b.Run("single-qos0", func(b *testing.B) { run(b, 0, 0, "bench/t") })
+	b.Run("single-qos1", func(b *testing.B) { run(b, 1, 0, "bench/t") })
+	b.Run("single-qos1-stored", func(b *testing.B) { run(b, 1, 0, "bench/stored/t") })
+	b.Run("batch100-qos0", func(b *testing.B) { run(b, 0, 100, "bench/t") })
+	b.Run("batch100-qos1", func(b *testing.B) { run(b, 1, 100, "bench/t") })
+	b.Run("batch100-qos1-stored", func(b *testing.B) { run(b, 1, 100, "bench/stored/t") })
 }

@@ -225,8 +225,11 @@ func (c *Control) ServeHTTP(ctx context.Context, nc *nats.Conn, cfg ControlHTTPC
 		h.close()
 		return err
 	}
+	// The pages: users and sessions in the control plane's database; the
+	// connect instructions show the default MQTT port.
+	web := dashboard.WebDeps{Store: c.store, Keyed: c.keyed}
 	if h.dash, err = dashboard.New(dashboard.Config{
-		Tenancy: c.adm, API: h.api.deps(), BaseDomain: c.cfg.BaseDomain, Logger: c.log,
+		Tenancy: c.adm, API: h.api.deps(), Web: web, BaseDomain: c.cfg.BaseDomain, Logger: c.log,
 		Health: func(context.Context) error { return busBackbone{nc: nc}.Ready() },
 	}); err != nil {
 		h.close()

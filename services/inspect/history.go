@@ -44,7 +44,7 @@ func (in *Inspector) sample() {
 		case <-in.quit:
 			return
 		case now := <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), in.opts.SampleInterval)
+			ctx, cancel := context.WithTimeout(context.Background(), in.opts.Timeout+time.Second)
 			reps, _, err := in.gather(ctx, SubjectAllStats, nil)
 			cancel()
 			if err != nil {
