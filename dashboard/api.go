@@ -73,6 +73,8 @@ const (
 	smallBody = 64 << 10
 	// maxBatch is the most messages one batch publish carries.
 	maxBatch = 100
+	// bodyTimeout bounds the reading of a request body.
+	bodyTimeout = 30 * time.Second
 )
 
 // routesAPI registers the JSON API under g (/api/v1).
@@ -247,6 +249,12 @@ func requireOperator(next echo.HandlerFunc) echo.HandlerFunc {
 // a form cannot set, and session requests need a CSRF token.
 func decodeJSON(c echo.Context, limit int64, v any) error {
 	r := c.Request()
+	// A body must arrive in bodyTimeout (the HTTP server has no
+	// ReadTimeout, which would also end live watches).
+	rc := http.NewResponseController(c.Response())
+	if err := rc.SetReadDeadline(time.Now().Add(bodyTimeout)); err == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
 	body := http.MaxBytesReader(c.Response(), r.Body, limit)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {

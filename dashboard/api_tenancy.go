@@ -2,7 +2,9 @@ package dashboard
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,7 +253,8 @@ func apiKeyOf(k *tenant.APIKey, app string) apiKeyView {
 	return v
 }
 
-// listAPIKeys handles GET /api/v1/apikeys.
+// listAPIKeys handles GET /api/v1/apikeys?app=… (all apps' keys without
+// app; 404 for an unknown app).
 func (s *Server) listAPIKeys(c echo.Context) error {
 	k, err := tenantCaller(c)
 	if err != nil {
@@ -265,9 +268,15 @@ func (s *Server) listAPIKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]apiKeyView, len(keys))
+	only := c.QueryParam("app")
+	if only != "" && !slices.Contains(slices.Collect(maps.Values(apps)), only) {
+		return fmt.Errorf("%w: app %q", tenant.ErrNotFound, only)
+	}
+	out := make([]apiKeyView, 0, len(keys))
 	for i := range keys {
-		out[i] = apiKeyOf(&keys[i], apps[keys[i].AppID])
+		if app := apps[keys[i].AppID]; only == "" || app == only {
+			out = append(out, apiKeyOf(&keys[i], app))
+		}
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -296,8 +296,8 @@ func TestHistory(t *testing.T) {
 	rep := func(node string, in uint64, conns int64) reply {
 		return reply{Node: node, Tenants: map[string]Stats{"acme": {Connections: conns, MessagesIn: in}}}
 	}
-	h.record(t0, []reply{rep("a", 100, 1)})                                   // baseline
-	h.record(t0.Add(time.Second), []reply{rep("a", 150, 2), rep("b", 40, 1)}) // b: baseline
+	h.record(t0, []reply{rep("a", 100, 1)})                                    // baseline
+	h.record(t0.Add(time.Second), []reply{rep("a", 150, 2), rep("b", 40, 1)})  // b: baseline
 	h.record(t0.Add(2*time.Second), []reply{rep("a", 10, 2), rep("b", 50, 1)}) // a restarted
 	h.record(t0.Add(3*time.Second), []reply{{Node: "a", Tenants: map[string]Stats{"acme": {Connections: 2, MessagesIn: 10}, "new": {MessagesIn: 7}}}})
 	in := &Inspector{hist: h}

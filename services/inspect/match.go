@@ -33,6 +33,9 @@ type matchEntry struct {
 	all     bool // too many filters, or the load failed: assume a match
 	live    []liveFilter
 	durable []string // plain filters of stored sessions' QoS ≥ 1 subscriptions
+	// durableAt is when durable was read (sessions change rarely and cost
+	// a JetStream consumer to read: they are re-read after MatchTTL only).
+	durableAt time.Time
 	// A load in progress: started then, done closed when it completes.
 	loading bool
 	started time.Time
@@ -51,10 +54,12 @@ type liveFilter struct {
 //
 // A match found in filters loaded within Options.MatchTTL is trusted (a
 // subscription dropped since then still counts). No match is checked
-// against filters loaded after the call began: one load at a time per
-// tenant, shared by the calls waiting for it, so a subscription made just
-// before the publish is seen. When the filters cannot be read it reports
-// true.
+// against route filters loaded after the call began: one load at a time
+// per tenant, shared by the calls waiting for it, so a live subscription
+// made just before the publish is seen. Stored sessions' filters are read
+// again after MatchTTL only (a persistent session that subscribed and went
+// offline within it may be missed). When the filters cannot be read it
+// reports true.
 func (in *Inspector) Matches(ctx context.Context, tenant, origin string, t []byte, qos byte) bool {
 	begin := time.Now()
 	c := &in.matches
@@ -124,30 +129,35 @@ func matchAny(live []liveFilter, durable []string, origin string, t []byte, qos 
 
 // startLoad loads e's filters in the background. c.mu is held.
 func (in *Inspector) startLoad(tenant string, e *matchEntry) {
-	finish := func(all bool, live []liveFilter, durable []string) {
+	durable, durableAt := e.durable, e.durableAt
+	if e.all || time.Since(durableAt) > in.opts.MatchTTL {
+		durable, durableAt = nil, time.Time{}
+	}
+	finish := func(all bool, live []liveFilter, durable []string, durableAt time.Time) {
 		c := &in.matches
 		c.mu.Lock()
-		e.all, e.live, e.durable = all, live, durable
+		e.all, e.live, e.durable, e.durableAt = all, live, durable, durableAt
 		e.loaded, e.loading = time.Now(), false
 		close(e.done)
 		c.mu.Unlock()
 	}
 	select {
 	case <-in.quit:
-		go finish(true, nil, nil)
+		go finish(true, nil, nil, time.Time{})
 		return
 	default:
 	}
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
-		finish(in.loadFilters(tenant))
+		finish(in.loadFilters(tenant, durable, durableAt))
 	}()
 }
 
-// loadFilters reads the tenant's route filters from every edge and its
-// stored sessions' durable filters.
-func (in *Inspector) loadFilters(tenant string) (all bool, live []liveFilter, durable []string) {
+// loadFilters reads the tenant's route filters from every edge and, unless
+// durableAt is set (durable is then still current), its stored sessions'
+// durable filters.
+func (in *Inspector) loadFilters(tenant string, durable []string, durableAt time.Time) (all bool, live []liveFilter, _ []string, _ time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go func() {
@@ -160,7 +170,7 @@ func (in *Inspector) loadFilters(tenant string) (all bool, live []liveFilter, du
 	rs, err := in.routes(ctx, tenant)
 	if err != nil {
 		in.log.Debug("loading route filters", "tenant", tenant, "err", err)
-		return true, nil, nil
+		return true, nil, nil, time.Time{}
 	}
 	seen := map[liveFilter]bool{}
 	for _, r := range rs {
@@ -177,12 +187,16 @@ func (in *Inspector) loadFilters(tenant string) (all bool, live []liveFilter, du
 			live = append(live, lf)
 		}
 	}
+	if !durableAt.IsZero() {
+		return len(live)+len(durable) > matchFilters, live, durable, durableAt
+	}
+	durableAt = time.Now()
 	states, truncated, err := in.sessionStates(ctx, tenant, MaxSessions, false)
 	if err != nil || truncated {
 		if err != nil {
 			in.log.Debug("loading session filters", "tenant", tenant, "err", err)
 		}
-		return true, nil, nil
+		return true, nil, nil, time.Time{}
 	}
 	dseen := map[string]bool{}
 	for _, s := range states {
@@ -199,7 +213,7 @@ func (in *Inspector) loadFilters(tenant string) (all bool, live []liveFilter, du
 		}
 	}
 	if len(live)+len(durable) > matchFilters {
-		return true, nil, nil
+		return true, nil, nil, time.Time{}
 	}
-	return false, live, durable
+	return false, live, durable, durableAt
 }
