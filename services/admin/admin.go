@@ -288,10 +288,10 @@ func (a *Admin) RotateCredential(ctx context.Context, actor, slug, username stri
 	if err := rot.SetCredentialSecret(ctx, t.ID, username, a.keyed.Hash([]byte(secret)), tenant.SchemeKeyed); err != nil {
 		return "", err
 	}
-	// The change feed disconnects a credential's clients on
-	// "credential.revoke" (services/authsvc classify): the old secret is
-	// revoked, so that is the record, with the rotation in the detail.
-	return secret, a.audit(ctx, t, actor, "credential.revoke", username, "secret rotated: the old one no longer works")
+	// The change feed disconnects the credential's clients on a rotation
+	// as on a revocation (services/authsvc classify): they hold the old
+	// secret.
+	return secret, a.audit(ctx, t, actor, "credential.rotate", username, "secret rotated: the old one no longer works")
 }
 
 // ListApps returns the tenant's apps, by name.

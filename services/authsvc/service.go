@@ -468,7 +468,7 @@ func (s *Service) slugOf(ctx context.Context, tenantID string) (string, error) {
 // classify maps an audit action to the change edges must apply.
 func classify(action string) (kind, username string) {
 	switch {
-	case action == "credential.revoke":
+	case action == "credential.revoke", action == "credential.rotate":
 		return changeRevoke, ""
 	case action == "tenant.suspend":
 		return changeSuspend, ""

@@ -56,6 +56,7 @@ func TestClientIDAllowed(t *testing.T) {
 func TestClassify(t *testing.T) {
 	tests := []struct{ action, kind string }{
 		{"credential.revoke", changeRevoke},
+		{"credential.rotate", changeRevoke},
 		{"tenant.suspend", changeSuspend},
 		{"acl.add", changeRules},
 		{"acl.remove", changeRules},
