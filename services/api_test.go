@@ -814,11 +814,6 @@ func TestAPIControlMode(t *testing.T) {
 	var edgeOnce sync.Once
 	closeEdge := func() { edgeOnce.Do(func() { edge.Close() }) }
 	t.Cleanup(closeEdge)
-	resp, err := edge.StartInspection()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Close() })
 	if err := ctl.ServeHTTP(ctx, nc, services.ControlHTTPConfig{Addr: "127.0.0.1:0", NodeID: "control-1", Bus: natsbusMemory()}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package services
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -89,35 +88,14 @@ func (b *apiBackend) deps() dashboard.APIDeps {
 // dashboardAPIDeps assembles the JSON API's dependencies.
 func (s *Server) dashboardAPIDeps() dashboard.APIDeps { return s.api.deps() }
 
-// startAPIBackend starts, for the in-process edge, its inspection
-// responder (always: other processes' dashboards ask it too) and, if the
-// HTTP API is served, the inspector.
-func (s *Server) startAPIBackend(ctx context.Context) (*apiBackend, *inspect.Responder, error) {
-	resp, err := s.edge.StartInspection()
-	if err != nil {
-		return nil, nil, err
-	}
+// startAPIBackend starts, if the HTTP API is served, its backbone node and
+// the cluster inspector (the in-process edge answers inspection requests
+// itself: Edge.Start).
+func (s *Server) startAPIBackend(ctx context.Context) (*apiBackend, error) {
 	if s.cfg.HTTPAddr == "" {
-		return nil, resp, nil
+		return nil, nil
 	}
-	b, err := newAPIBackend(ctx, s.edge.nc, s.edge.bus, s.edge.NodeID(), s.cfg.Edge.Broker.MaxPacketSize, s.cfg.API, s.log)
-	if err != nil {
-		resp.Close()
-		return nil, nil, err
-	}
-	return b, resp, nil
-}
-
-// StartInspection starts answering the cluster inspector's requests (live
-// clients, kicks, routes, counters) from this edge's broker; Close the
-// responder before the edge.
-func (e *Edge) StartInspection() (*inspect.Responder, error) {
-	if e.broker == nil {
-		return nil, errors.New("edge not started")
-	}
-	return inspect.StartResponder(inspect.ResponderOptions{
-		Conn: e.nc, NodeID: e.cfg.NodeID, Source: e.broker, Logger: e.log,
-	})
+	return newAPIBackend(ctx, s.edge.nc, s.edge.bus, s.edge.NodeID(), s.cfg.Edge.Broker.MaxPacketSize, s.cfg.API, s.log)
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import (
 	"github.com/relaymq/relay/broker/listener"
 	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services/authsvc"
+	"github.com/relaymq/relay/services/inspect"
 )
 
 // EdgeConfig configures one edge node.
@@ -113,6 +114,7 @@ type Edge struct {
 	nc     *nats.Conn
 	bus    *natsbus.Bus
 	broker *broker.Broker
+	insp   *inspect.Responder
 	auth   *authsvc.Client
 	mqtt   net.Listener
 	mqtts  net.Listener
@@ -226,6 +228,14 @@ func (e *Edge) Start(ctx context.Context) error {
 			e.Close()
 			return err
 		}
+	}
+	// Dashboards (in this process or another) see this edge's clients,
+	// routes and counters through its inspection responder.
+	if e.insp, err = inspect.StartResponder(inspect.ResponderOptions{
+		Conn: e.nc, NodeID: e.cfg.NodeID, Source: e.broker, Logger: e.log,
+	}); err != nil {
+		e.Close()
+		return err
 	}
 	if err := e.listen(); err != nil {
 		e.Close()
@@ -397,6 +407,9 @@ func (e *Edge) NodeID() string { return e.cfg.NodeID }
 func (e *Edge) Close() error {
 	var errs []error
 	e.once.Do(func() {
+		if e.insp != nil {
+			errs = append(errs, e.insp.Close())
+		}
 		if e.auth != nil {
 			errs = append(errs, e.auth.Close())
 		}

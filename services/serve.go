@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/dashboard"
-	"github.com/relaymq/relay/services/inspect"
 )
 
 // ServeConfig configures the all-in-one server.
@@ -53,8 +52,7 @@ type Server struct {
 	edge *Edge
 	http *http.Server
 	dash *dashboard.Server
-	api  *apiBackend        // the HTTP API's backbone node and inspector
-	insp *inspect.Responder // answers inspection requests for the edge
+	api  *apiBackend // the HTTP API's backbone node and inspector
 	hl   net.Listener
 	wg   sync.WaitGroup
 	once sync.Once
@@ -122,7 +120,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.Close()
 		return err
 	}
-	if s.api, s.insp, err = s.startAPIBackend(ctx); err != nil {
+	if s.api, err = s.startAPIBackend(ctx); err != nil {
 		s.Close()
 		return err
 	}
@@ -188,9 +186,6 @@ func (s *Server) Close() error {
 			errs = append(errs, s.dash.Close())
 		}
 		errs = append(errs, s.api.Close())
-		if s.insp != nil {
-			errs = append(errs, s.insp.Close())
-		}
 		if s.edge != nil {
 			errs = append(errs, s.edge.Close())
 		}

@@ -332,12 +332,6 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	insp, err := e.StartInspection() // dashboards' live views of this edge
-	if err != nil {
-		log.Error("start failed", "err", err)
-		e.Close()
-		return 1
-	}
 	fmt.Fprintf(stdout, "Relay edge %s is running (node %s, NATS %s)\n", version(), e.NodeID(), *natsURL)
 	if a := e.MQTTAddr(); a != nil {
 		fmt.Fprintf(stdout, "  MQTT  mqtt://%s\n", a)
@@ -345,7 +339,6 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tf.printTransports(stdout, e)
 	<-ctx.Done()
 	log.Info("shutting down")
-	insp.Close()
 	if err := e.Close(); err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
