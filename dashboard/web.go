@@ -243,7 +243,13 @@ func parsePages(static map[string]staticFile) (map[string]*template.Template, er
 			}
 			return "/static/" + name
 		},
-		"year": func() int { return time.Now().Year() },
+		// initial is the first letter of a name, upper-case (avatars).
+		"initial": func(s string) string {
+			for _, r := range s {
+				return strings.ToUpper(string(r))
+			}
+			return "?"
+		},
 	}
 	pages := map[string]*template.Template{}
 	for name, layout := range pageFiles {

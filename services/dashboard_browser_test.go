@@ -80,6 +80,9 @@ func startBrowser(t *testing.T, base string) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
+		// No smooth scrolling or animations: a click lands where the
+		// element is, not where it was a frame ago.
+		chromedp.Flag("force-prefers-reduced-motion", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1440, 900),
 	}
@@ -475,6 +478,38 @@ func TestDashboardBrowser(t *testing.T) {
 			chromedp.Click(chromedp.ID("acl-add")),
 			chromedp.WaitVisible(chromedp.CSS(`#acl-list tr[data-filter="devices/+/secret"]`)))
 		p.waitJS("the error is gone", `document.getElementById("acl-filter-error").hidden`)
+		p.do("remove it",
+			chromedp.Click(chromedp.CSS(`#acl-list tr[data-filter="devices/+/secret"] button`)))
+		p.confirm()
+		p.do("it is gone", chromedp.WaitNotPresent(chromedp.CSS(`#acl-list tr[data-filter="devices/+/secret"]`)))
+
+		// A second credential: rotate it (the old password stops working,
+		// the new one works), then revoke it (its client is disconnected).
+		user2, pass2 := p.credentialUI()
+		plain2 := strings.TrimSuffix(user2, "@"+slug)
+		p.do("dismiss", chromedp.Click(chromedp.ID("secret-dismiss")))
+		p.do("rotate", chromedp.WaitVisible(chromedp.CSS(`[data-rotate="`+plain2+`"]`)), chromedp.Click(chromedp.CSS(`[data-rotate="`+plain2+`"]`)))
+		p.confirm()
+		p.waitJS("the new password is shown", `document.getElementById("secret-title").textContent.startsWith("New password") && !document.getElementById("secret-panel").hidden`)
+		newPass := p.text("#secret-password")
+		if newPass == pass2 || p.text("#secret-username") != user2 {
+			t.Fatalf("rotation showed %q / %q", p.text("#secret-username"), newPass)
+		}
+		waitUntil(t, "the old password is refused", func() bool {
+			c, tok := tryConnect(t, e.addr, "rotated-old", withLogin(user2, pass2))
+			if tok.Error() == nil {
+				disconnect(c)
+				return false
+			}
+			return true
+		})
+		lost := make(chan error, 1)
+		connect(t, e.addr, "rotated-new", withLogin(user2, newPass), onLost(lost))
+		p.do("dismiss", chromedp.Click(chromedp.ID("secret-dismiss")))
+		p.do("revoke", chromedp.Click(chromedp.CSS(`[data-revoke="`+plain2+`"]`)))
+		p.confirm()
+		p.waitJS("it shows revoked", `document.querySelector('tr[data-username="`+plain2+`"]').textContent.includes("Revoked")`)
+		waitLost(t, lost, "client of the revoked credential", 2*liveChange)
 		// The API key: shown once too.
 		p.do("create an API key", chromedp.Click(chromedp.ID("create-key")), chromedp.WaitVisible(chromedp.ID("secret-key")))
 		if key := p.text("#secret-key"); !strings.HasPrefix(key, "rk_") {

@@ -416,6 +416,11 @@ window.Relay = (function () {
     };
   }
 
+  // reducedMotion reports whether the user asked for less motion.
+  function reducedMotion() {
+    return !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
+  }
+
   var body = document.body;
   return {
     api: api, request: request, list: list, APIError: APIError,
@@ -423,7 +428,7 @@ window.Relay = (function () {
     num: num, compact: compact, bytes: bytes, ago: ago, dur: dur, dateTime: dateTime, date: date, time: time, timeEl: timeEl, toDate: toDate,
     b64bytes: b64bytes, utf8: utf8, hexdump: hexdump, prettyJSON: prettyJSON,
     toast: toast, confirm: confirmDialog, busy: busy, fieldError: fieldError, topicError: topicError, filterError: filterError,
-    copyText: copyText, initTabs: initTabs, poll: poll,
+    copyText: copyText, initTabs: initTabs, poll: poll, reducedMotion: reducedMotion,
     tenant: body.getAttribute("data-tenant") || "",
     host: body.getAttribute("data-host") || "",
     port: body.getAttribute("data-port") || "1883",

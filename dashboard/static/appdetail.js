@@ -23,7 +23,7 @@
     R.replace("secret-fields", rows);
     R.replace("secret-example", example || null);
     panel.hidden = false;
-    panel.scrollIntoView({ behavior: "smooth", block: "start" });
+    panel.scrollIntoView({ behavior: R.reducedMotion() ? "auto" : "smooth", block: "start" });
     panel.focus({ preventScroll: true });
   }
 
