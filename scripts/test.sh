@@ -6,7 +6,7 @@
 #   FUZZTIME=0 ./scripts/test.sh      skip fuzzing
 #
 # Steps: deps (install/check tools), go vet, go test on every package,
-# go test -race -short on the broker, backbone and services (the
+# go test -race -short on the broker, backbone, services and dashboard (the
 # concurrent code; -short keeps the scale test small), then every Fuzz* target for FUZZTIME.
 # A failing step does not stop the later ones (so one run shows every
 # problem), except deps: without the tools nothing else is meaningful.
@@ -66,7 +66,7 @@ step vet go vet ./...
 # not taken on a machine busy with the other packages' tests.
 step test go test -count=1 -timeout 20m -skip '^TestPersistentSessionsScale$' ./...
 step scale go test -count=1 -timeout 10m -run '^TestPersistentSessionsScale$' -v ./services/
-step race go test -race -short -count=1 -timeout 20m ./broker/... ./natsbus/... ./services/...
+step race go test -race -short -count=1 -timeout 20m ./broker/... ./natsbus/... ./services/... ./dashboard/...
 if [ "$FUZZTIME" != 0 ]; then
 	step fuzz bash scripts/fuzz.sh
 fi
