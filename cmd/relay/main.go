@@ -52,6 +52,7 @@ Commands:
   apikey      create HTTP API keys
   acl         add, list and remove ACL rules
   user        create dashboard users (platform operators, tenant owners)
+  healthcheck probe a running Relay (HTTP /healthz or a TCP port), for container health checks
   version     print the version
   bench       MQTT load generator (fan-in, fan-out, pairs, latency, connections)
   help        show this help, or "relay help <command>"
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runMigrate(ctx, args[1:], stdout, stderr)
 	case "tenant", "app", "credential", "apikey", "acl", "user":
 		return runAdmin(ctx, args[0], args[1:], stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "relay", version())
 		return 0
