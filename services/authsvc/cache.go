@@ -20,7 +20,10 @@ import (
 // cache, for at most one feed poll, is a secret that was just rotated or
 // revoked — and those clients are then disconnected by the pushed change,
 // as clients connected before the change are. TTL bounds the life of an
-// entry whatever the feed does.
+// entry whatever the feed does: the feed reads audit records by their
+// writers' clocks with a few seconds of overlap, so a record from a process
+// whose clock is further behind is never read — then only the TTL ends a
+// revoked credential's cached yes.
 type lookupCache struct {
 	ttl        time.Duration
 	maxEntries int
@@ -113,7 +116,7 @@ func (lc *lookupCache) store(epoch uint64, now time.Time, t *tenant.Tenant, c *t
 	e := lc.bySlug[t.Slug]
 	if e == nil || !now.Before(e.expires) || e.t.ID != t.ID {
 		if e != nil {
-			lc.entries -= len(e.creds) + len(e.apps)
+			lc.entries -= 1 + len(e.creds) + len(e.apps)
 			delete(lc.byID, e.t.ID)
 		}
 		e = &tenantEntry{

@@ -38,10 +38,11 @@ type ServiceOptions struct {
 }
 
 // lookupTTL bounds how long a cached row is trusted whatever the change
-// feed says; maxLookupEntries bounds the cache (tenants + credentials +
-// apps).
+// feed says (a record the feed missed); it is short because the cache is
+// for reconnect storms, which last seconds. maxLookupEntries bounds the
+// cache (tenants + credentials + apps).
 const (
-	lookupTTL        = 2 * time.Minute
+	lookupTTL        = 15 * time.Second
 	maxLookupEntries = 200_000
 )
 
@@ -165,11 +166,11 @@ func (s *Service) handleConnect(m *nats.Msg) {
 //
 // A certificate login (req.CertIdentity set: a client certificate
 // verified by the edge, no password) authenticates the credential the
-// certificate names — "<user>@<slug>", or "<user>" in the tenant of the
-// username or host name — without a password, if the tenant allows
-// certificate logins (tenant.Tenant.ClientCertAuth). A username sent with
-// it must name the same user; every tenant named (certificate, username,
-// host name) must be the same one.
+// certificate names — always "<user>@<slug>": one client CA serves every
+// tenant, so a certificate must name its tenant — without a password, if
+// the tenant allows certificate logins (tenant.Tenant.ClientCertAuth). A
+// username sent with it must name the same user; every tenant named
+// (certificate, username, host name) must be the same one.
 func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 	refuse := func(result, why string) connectReply {
 		s.log.Info("connect refused", "username", req.Username, "cert", req.CertIdentity, "client", req.ClientID, "remote", req.Remote, "why", why)
@@ -197,15 +198,20 @@ func (s *Service) check(ctx context.Context, req *connectRequest) connectReply {
 	}
 	if certLogin {
 		cu, cs := splitLogin(req.CertIdentity)
+		if cs == "" {
+			// One client CA serves every tenant and tenants choose their
+			// usernames: a certificate naming only "sensor" would log
+			// in as any tenant's "sensor" by way of the host name. A
+			// certificate must name its tenant.
+			return refuse(resultBadCredentials, "client certificate names no tenant (<user>@<tenant>)")
+		}
 		if cu != user {
 			return refuse(resultBadCredentials, "username differs from the client certificate's")
 		}
-		if cs != "" {
-			if slug != "" && slug != cs {
-				return refuse(resultBadCredentials, "client certificate of another tenant")
-			}
-			slug = cs
+		if slug != "" && slug != cs {
+			return refuse(resultBadCredentials, "client certificate of another tenant")
 		}
+		slug = cs
 	}
 	if slug == "" || user == "" {
 		wasteTime()
