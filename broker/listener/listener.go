@@ -21,7 +21,9 @@
 // clean close (or an HTTP error status) and one log line. Connections in
 // their TLS handshake or WebSocket upgrade are bounded (Options.
 // MaxHandshakes): beyond that, the listener stops accepting until one
-// finishes, so the kernel's backlog pushes back on new clients.
+// finishes, so the kernel's backlog pushes back on new clients. One source
+// address (an IPv6 /64) holds at most MaxHandshakesPerSource of them, so a
+// single host opening idle sockets cannot keep everyone else out.
 package listener
 
 import (
@@ -59,6 +61,8 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	// DefaultMaxHandshakes bounds connections in their handshake at once.
 	DefaultMaxHandshakes = 256
+	// DefaultMaxHandshakesPerSource bounds one source address's share.
+	DefaultMaxHandshakesPerSource = 16
 	// DefaultMaxMessageSize is the largest WebSocket message accepted:
 	// the broker's default maximum packet size plus slack.
 	DefaultMaxMessageSize = 1<<20 + 4096
@@ -76,6 +80,10 @@ type Options struct {
 	// WebSocket upgrade at once; beyond it the listener waits before
 	// accepting more. Default DefaultMaxHandshakes.
 	MaxHandshakes int
+	// MaxHandshakesPerSource bounds the handshakes of one source address
+	// (IPv4 address, IPv6 /64) at once; a connection beyond it is closed
+	// at once. Default DefaultMaxHandshakesPerSource.
+	MaxHandshakesPerSource int
 	// MaxMessageSize is the largest WebSocket message accepted, in bytes
 	// (set it to the broker's maximum packet size plus some slack: an MQTT
 	// packet usually travels in one message). A larger message closes the
@@ -97,6 +105,9 @@ func (o *Options) setDefaults() {
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if o.MaxHandshakesPerSource <= 0 {
+		o.MaxHandshakesPerSource = DefaultMaxHandshakesPerSource
+	}
 }
 
 // Listener accepts MQTT connections over TLS or WebSocket. Its Accept
@@ -112,9 +123,15 @@ type Listener struct {
 	tlsCfg *tls.Config // nil for ws
 
 	permits chan struct{}
-	ready   chan net.Conn // handshaken connections for Accept
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// bySource counts handshakes in progress per source (sourceKey);
+	// refusedAt and refused rate-limit the log line of refusals.
+	srcMu     sync.Mutex
+	bySource  map[string]int
+	refused   int
+	refusedAt time.Time
+	ready     chan net.Conn // handshaken connections for Accept
+	ctx       context.Context
+	cancel    context.CancelFunc
 
 	// WebSocket only: the HTTP server that upgrades, fed by httpConns.
 	ws *wsServer
@@ -148,10 +165,11 @@ func newListener(inner net.Listener, kind string, cfg *tls.Config, opts Options)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Listener{
 		inner: inner, kind: kind, opts: opts, tlsCfg: cfg,
-		log:     opts.Logger.With("listener", kind, "addr", inner.Addr().String()),
-		permits: make(chan struct{}, opts.MaxHandshakes),
-		ready:   make(chan net.Conn),
-		ctx:     ctx, cancel: cancel,
+		log:      opts.Logger.With("listener", kind, "addr", inner.Addr().String()),
+		permits:  make(chan struct{}, opts.MaxHandshakes),
+		bySource: make(map[string]int),
+		ready:    make(chan net.Conn),
+		ctx:      ctx, cancel: cancel,
 		stop: make(chan struct{}),
 	}, nil
 }
@@ -278,7 +296,13 @@ func (l *Listener) acceptLoop() {
 			return
 		}
 		backoff = 0
-		pc := &permitConn{Conn: raw, permits: l.permits}
+		src, admitted := l.admitSource(raw.RemoteAddr())
+		if !admitted {
+			raw.Close()
+			<-l.permits
+			continue
+		}
+		pc := &permitConn{Conn: raw, permits: l.permits, done: func() { l.leaveSource(src) }}
 		var ok bool
 		switch l.kind {
 		case "mqtts":
@@ -358,15 +382,64 @@ func (l *Listener) deliver(c net.Conn, pc *permitConn) {
 // ---------------------------------------------------------------------------
 // Connections
 
-// permitConn holds one of the listener's handshake permits until it is
-// released (handshake done) or closed.
+// admitSource counts a new handshake against its source address, unless
+// the source has MaxHandshakesPerSource in progress already.
+func (l *Listener) admitSource(addr net.Addr) (string, bool) {
+	key := sourceKey(addr)
+	l.srcMu.Lock()
+	defer l.srcMu.Unlock()
+	if l.bySource[key] >= l.opts.MaxHandshakesPerSource {
+		l.refused++
+		if now := time.Now(); now.Sub(l.refusedAt) >= 10*time.Second {
+			l.log.Warn("connections refused: too many handshakes in progress from one source",
+				"source", key, "limit", l.opts.MaxHandshakesPerSource, "refused", l.refused)
+			l.refusedAt, l.refused = now, 0
+		}
+		return "", false
+	}
+	l.bySource[key]++
+	return key, true
+}
+
+// leaveSource ends a handshake counted by admitSource.
+func (l *Listener) leaveSource(key string) {
+	l.srcMu.Lock()
+	defer l.srcMu.Unlock()
+	if l.bySource[key]--; l.bySource[key] <= 0 {
+		delete(l.bySource, key)
+	}
+}
+
+// sourceKey is the address a handshake counts against: the IPv4 address,
+// or the /64 of an IPv6 address (one host usually holds a whole /64).
+func sourceKey(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// permitConn holds one of the listener's handshake permits (and its
+// source's count) until it is released (handshake done) or closed.
 type permitConn struct {
 	net.Conn
 	permits chan struct{}
+	done    func()
 	once    sync.Once
 }
 
-func (c *permitConn) release() { c.once.Do(func() { <-c.permits }) }
+func (c *permitConn) release() {
+	c.once.Do(func() {
+		<-c.permits
+		if c.done != nil {
+			c.done()
+		}
+	})
+}
 
 // Close closes the connection and releases its permit.
 func (c *permitConn) Close() error {

@@ -235,6 +235,47 @@ func TestTLSMaxHandshakes(t *testing.T) {
 	expectClosed(t, stalled)
 }
 
+// TestTLSHandshakesPerSource: one host holding idle sockets takes only
+// its own share of the handshake slots; another host still gets in, and a
+// socket beyond the share is closed at once.
+func TestTLSHandshakesPerSource(t *testing.T) {
+	_, certs, pool := devCerts(t, CertOptions{})
+	l := start(t, func(raw net.Listener) (*Listener, error) {
+		return NewTLS(raw, certs.ServerConfig(), Options{
+			Logger: testLogger(t), HandshakeTimeout: 5 * time.Second, MaxHandshakes: 8, MaxHandshakesPerSource: 4,
+		})
+	})
+	addr := l.Addr().String()
+	from := func(ip string) *net.Dialer {
+		return &net.Dialer{Timeout: waitTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	}
+	for range 4 {
+		c, err := from("127.0.0.1").Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(100 * time.Millisecond) // accepted, handshaking (silently)
+	extra, err := from("127.0.0.1").Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	begin := time.Now()
+	expectClosed(t, extra)
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("a socket over its source's share was closed after %v, not at once", took)
+	}
+	ch := acceptOne(l)
+	c, err := tls.DialWithDialer(from("127.0.0.2"), "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "x.relay.test"})
+	if err != nil {
+		t.Fatalf("a client from another address was kept out: %v", err)
+	}
+	defer c.Close()
+	waitConn(t, ch)
+}
+
 // ---------------------------------------------------------------------------
 // WebSocket
 
