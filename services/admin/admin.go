@@ -49,8 +49,13 @@ func (a *Admin) OnChange(fn func(tenantID string)) { a.onChange.Store(&fn) }
 
 // CreateTenant creates an active tenant.
 func (a *Admin) CreateTenant(ctx context.Context, actor, slug, name string) (*tenant.Tenant, error) {
-	if !tenant.ValidSlug(slug) || slug == tenant.DefaultSlug {
-		return nil, fmt.Errorf("%w: tenant slug %q: use 1-32 lower-case letters, digits and inner hyphens (not %q)", tenant.ErrInvalid, slug, tenant.DefaultSlug)
+	if !tenant.ValidSlug(slug) {
+		return nil, fmt.Errorf("%w: tenant slug %q: use 1-32 lower-case letters, digits and inner hyphens", tenant.ErrInvalid, slug)
+	}
+	if tenant.ReservedSlug(slug) {
+		// Also mqtt, www, api, …: <slug>.<base-domain> must not take
+		// over a host name the platform itself may use.
+		return nil, fmt.Errorf("%w: tenant slug %q is reserved", tenant.ErrInvalid, slug)
 	}
 	if name == "" {
 		name = slug
