@@ -46,6 +46,7 @@ type Broker struct {
 	stats    Stats
 	tenants  tenantTable // per-tenant counters (inspect.go)
 	throttle *throttle
+	connLog  connLog
 }
 
 // Stats are the broker's counters. They only grow, except Connections.
@@ -153,10 +154,7 @@ func (b *Broker) ServeConn(nc net.Conn) bool {
 	}
 	b.conns.Add(1)
 	b.mu.Unlock()
-	go func() {
-		defer b.conns.Done()
-		newClient(b, nc).serve()
-	}()
+	go newClient(b, nc).serve() // calls b.conns.Done
 	return true
 }
 
@@ -194,8 +192,81 @@ func (b *Broker) Close() error {
 		}
 		b.mu.Unlock()
 		b.willWG.Wait()
+		b.connLog.close(b)
 	})
 	return b.closeErr
+}
+
+// ---------------------------------------------------------------------------
+// Connection log. At connection storms of 20,000 connects/s a log line per
+// connect and per disconnect would cost a formatted record and a write(2)
+// each (about a tenth of a core), so those lines are DEBUG; at INFO the
+// edge logs one summary line per 10 s in which connections came or went.
+
+// connLogInterval is how often the summary is logged, at most.
+const connLogInterval = 10 * time.Second
+
+type connLog struct {
+	opened, closed, refused atomic.Uint64
+	armed                   atomic.Bool // a summary is scheduled
+
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+	wg      sync.WaitGroup // the scheduled summary
+}
+
+// Kinds of connection events for noteConnection.
+const (
+	connOpened = iota
+	connClosed
+	connRefused
+)
+
+// noteConnection counts a connection event for the summary.
+func (b *Broker) noteConnection(kind int) {
+	l := &b.connLog
+	switch kind {
+	case connOpened:
+		l.opened.Add(1)
+	case connClosed:
+		l.closed.Add(1)
+	default:
+		l.refused.Add(1)
+	}
+	if l.armed.Load() || !l.armed.CompareAndSwap(false, true) {
+		return
+	}
+	l.mu.Lock()
+	if !l.stopped {
+		l.wg.Add(1)
+		l.timer = time.AfterFunc(connLogInterval, func() {
+			defer l.wg.Done()
+			l.armed.Store(false)
+			l.log(b)
+		})
+	}
+	l.mu.Unlock()
+}
+
+// log writes the summary of the events counted since the last one.
+func (l *connLog) log(b *Broker) {
+	o, c, r := l.opened.Swap(0), l.closed.Swap(0), l.refused.Swap(0)
+	if o+c+r > 0 {
+		b.log.Info("connections", "opened", o, "closed", c, "refused", r, "live", b.stats.Connections.Load())
+	}
+}
+
+// close stops the summaries, logging the last one.
+func (l *connLog) close(b *Broker) {
+	l.mu.Lock()
+	l.stopped = true
+	if l.timer != nil && l.timer.Stop() {
+		l.wg.Done()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	l.log(b)
 }
 
 // scheduleWill arms the timer of a delayed will: after d this edge

@@ -22,16 +22,20 @@ import (
 )
 
 // client is one MQTT connection. Its goroutines: the connection goroutine
-// (serve: CONNECT, then the read loop, then cleanup), the writer, and for a
-// persistent session the queue reader. The read loop owns the session
-// fields not under mu.
+// (serve: CONNECT, then the read loop, then cleanup); the writer, only
+// while packets wait to be sent (outbound.go); and for a persistent session
+// the queue reader. The read loop owns the session fields not under mu.
+//
+// An idle connection is this struct, its socket and one goroutine parked
+// in the poller with a small stack: no read or write buffer, no logger, no
+// maps (they are made when first needed). See connio.go.
 type client struct {
 	b      *Broker
 	nc     net.Conn
-	log    *slog.Logger
 	connID string
-	rd     *packet.Reader
-	bw     *bufio.Writer
+	rd     connReader
+	// bw is the running writer's buffer (from writerPool); nil otherwise.
+	bw *bufio.Writer
 
 	// Set by connect, then read-only.
 	version    byte
@@ -71,7 +75,8 @@ type client struct {
 	// qos2in holds packet IDs of received, unreleased QoS 2 PUBLISHes
 	// [MQTT-4.3.3-2]; owned by the read loop.
 	qos2in map[uint16]struct{}
-	// inSem bounds the client's QoS ≥ 1 publishes waiting for the backbone.
+	// inSem bounds the client's QoS ≥ 1 publishes waiting for the backbone;
+	// made by the read loop at the first one.
 	inSem chan struct{}
 	// aclSeen is the rule set aclDenied was computed for; aclDenied holds
 	// the subscriptions those rules no longer allow (see deniedSub).
@@ -82,10 +87,6 @@ type client struct {
 	limitWait time.Duration
 	// aliases are the client's MQTT 5 topic aliases (inbound).
 	aliases map[uint16][]byte
-	// pub is reused for every inbound PUBLISH; msg for the message built
-	// from it (Router.Publish does not keep it).
-	pub packet.Publish
-	msg Message
 
 	// Owned by the writer: the topic aliases assigned to the client
 	// (MQTT 5 §3.3.2.3.4), and room for one subscription identifier.
@@ -107,9 +108,13 @@ type client struct {
 	reason    packet.ReasonCode // DISCONNECT reason to send (MQTT 5)
 	reasonMsg string            // its reason string
 	dropLog   time.Time
+	// writable is set once CONNACK is out: from then on the writer runs
+	// whenever packets wait; writing while it does (at most one).
+	writable, writing bool
+	// queueCancel stops the queue goroutine (persistent sessions).
+	queueCancel context.CancelFunc
 
-	wake     chan struct{} // cap 1: writer has work
-	slotFree chan struct{} // cap 1: an inflight slot was freed
+	slotFree chan struct{} // cap 1: an inflight slot was freed (queue goroutine)
 	quit     chan struct{} // closed by shutdown
 	done     chan struct{} // closed when the connection is fully cleaned up
 	shutOnce sync.Once
@@ -128,16 +133,33 @@ type client struct {
 
 func newClient(b *Broker, nc net.Conn) *client {
 	return &client{
-		b:        b,
-		nc:       nc,
-		log:      b.log.With("remote", nc.RemoteAddr().String()),
-		connID:   newID(),
-		wake:     make(chan struct{}, 1),
-		slotFree: make(chan struct{}, 1),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		b:      b,
+		nc:     nc,
+		connID: newID(),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 }
+
+// log returns a logger with the connection's attributes. It is made per
+// call rather than kept: slog's With copies the handler with the attributes
+// preformatted, several hundred bytes per connection for the rare line.
+// Before CONNACK only the connection goroutine calls it; after, the fields
+// it reads no longer change.
+func (c *client) log() *slog.Logger {
+	args := make([]any, 0, 6)
+	args = append(args, "remote", c.nc.RemoteAddr().String())
+	if c.id != "" {
+		args = append(args, "client", c.id)
+	}
+	if c.tenant != "" {
+		args = append(args, "tenant", c.tenant)
+	}
+	return c.b.log.With(args...)
+}
+
+// debug reports whether debug lines are logged (to skip building them).
+func (c *client) debug() bool { return c.b.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // newID returns a random 128-bit identifier in lower-case base32.
 func newID() string {
@@ -148,63 +170,122 @@ func newID() string {
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// serve runs the connection to its end.
+// serve handles CONNECT and hands a connection that is accepted to run on
+// a new goroutine; it calls b.conns.Done when the connection is over.
 func (c *client) serve() {
-	defer close(c.done)
-	br := bufio.NewReaderSize(c.nc, 4096)
-	c.rd = packet.NewReader(br, c.b.opts.MaxPacketSize)
-	c.bw = bufio.NewWriterSize(c.nc, 4096)
-
+	c.rd.init(c.nc, c.b.opts.MaxPacketSize)
 	if err := c.connect(); err != nil {
+		c.rd.release()
 		c.b.stats.Refused.Add(1)
+		c.b.noteConnection(connRefused)
 		if isNetClose(err) {
-			c.log.Debug("connection closed before CONNECT completed", "err", err)
+			if c.debug() {
+				c.log().Debug("connection closed before CONNECT completed", "err", err)
+			}
 		} else {
-			c.log.Info("connection refused", "err", err)
+			c.log().Info("connection refused", "err", err)
 		}
 		c.nc.Close()
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		close(c.done)
+		c.b.conns.Done()
 		return
 	}
+	// The rest of the connection's life, mostly spent waiting for its next
+	// packet, runs on a fresh goroutine: CONNECT (authentication, takeover,
+	// session) grew this one's stack to several times what waiting needs,
+	// and the runtime shrinks a stack only by halves, at GC, and not below
+	// four times its use. A new goroutine starts with the runtime's average
+	// stack size, which idle connections keep small.
+	go c.run()
+}
+
+// run runs an accepted connection to its end. It is kept small, as is the
+// read loop under it: their frames are what an idle connection's stack
+// holds while it waits (with those of connReader and the poller, about
+// 700 bytes, which lets the runtime start such goroutines with 2 KiB).
+func (c *client) run() {
+	c.start()
+	c.finish(c.readLoop())
+}
+
+// start begins the life of an accepted connection: counters, the queue
+// goroutine of a persistent session, and the writer from now on.
+func (c *client) start() {
 	c.b.stats.Connections.Add(1)
 	c.b.stats.ConnectionsTotal.Add(1)
 	c.tc.conns.Add(1)
 	c.live.Store(true)
-	c.log.Info("client connected", "version", c.version, "keepalive", c.keepAlive, "persistent", c.persist)
-
-	c.wg.Add(1)
-	go c.writeLoop()
-	c.signal() // PUBRELs of a resumed session wait in ctrl [MQTT-4.4.0-1]
-	if c.queue != nil {
-		c.wg.Add(1)
-		go c.queueLoop()
+	c.b.noteConnection(connOpened)
+	if c.debug() {
+		c.log().Debug("client connected", "version", c.version, "keepalive", c.keepAlive, "persistent", c.persist)
 	}
-	err := c.readLoop()
+
+	if c.queue != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.slotFree = make(chan struct{}, 1)
+		c.mu.Lock()
+		c.queueCancel = cancel
+		if c.closed {
+			cancel()
+		}
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go c.queueLoop(ctx)
+	}
+	// From here on the writer runs whenever packets wait: the PUBRELs of a
+	// resumed session already do [MQTT-4.4.0-1], and so does the
+	// DISCONNECT of a connection shut down while it connected.
+	c.mu.Lock()
+	c.writable = true
+	start := c.writerNeededLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// finish ends the connection after the read loop returned err: it logs why,
+// shuts the connection down, waits for its goroutines and cleans up.
+func (c *client) finish(err error) {
 	c.mu.Lock()
 	gone, normal := c.disconnected, c.normal
 	c.mu.Unlock()
 	switch {
 	case gone && normal:
-		c.log.Info("client disconnected")
+		if c.debug() {
+			c.log().Debug("client disconnected")
+		}
 	case gone:
-		c.log.Info("client disconnected; will kept", "reason", c.clientReason)
+		if c.debug() {
+			c.log().Debug("client disconnected; will kept", "reason", c.clientReason)
+		}
 	case isNetClose(err):
-		c.log.Info("client connection lost", "err", err)
+		if c.debug() {
+			c.log().Debug("client connection lost", "err", err)
+		}
 	default:
 		select {
 		case <-c.quit:
-			c.log.Info("client closed by server", "reason", c.reason)
+			if c.debug() {
+				c.log().Debug("client closed by server", "reason", c.reason)
+			}
 		default:
-			c.log.Warn("closing client", "err", err, "reason", reasonFor(err))
+			c.log().Warn("closing client", "err", err, "reason", reasonFor(err))
 		}
 	}
 	c.shutdownErr(err)
 	c.wg.Wait()
+	c.nc.Close() // the writer has closed it; a no-op then
+	c.rd.release()
 	c.cleanup()
 	c.b.stats.Connections.Add(-1)
 	c.tc.conns.Add(-1)
+	c.b.noteConnection(connClosed)
+	close(c.done)
+	c.b.conns.Done()
 }
 
 // shutdown starts closing the connection: MQTT 5 clients get a DISCONNECT
@@ -226,11 +307,20 @@ func (c *client) shutdownMsg(reason packet.ReasonCode, msg string) {
 		if c.reason == 0 {
 			c.reason, c.reasonMsg = reason, msg
 		}
+		// The writer sends the DISCONNECT and closes the connection: a
+		// running one at its next batch, else one started for it.
+		start := c.writerNeededLocked()
+		if c.queueCancel != nil {
+			c.queueCancel()
+		}
 		c.mu.Unlock()
 		close(c.quit)
 		now := time.Now()
 		c.nc.SetReadDeadline(now)
 		c.nc.SetWriteDeadline(now.Add(time.Second))
+		if start {
+			go c.writeLoop()
+		}
 	})
 }
 
@@ -314,12 +404,11 @@ func (c *client) connect() error {
 	} else if c.version == packet.V31 && len(c.id) > 23 {
 		// MQTT 3.1 allows 1..23 characters; we are lenient up to 65535
 		// like Mosquitto, since clients in the field exceed it.
-		c.log.Debug("MQTT 3.1 client ID longer than 23 characters accepted", "client", c.id)
+		c.log().Debug("MQTT 3.1 client ID longer than 23 characters accepted", "client", c.id)
 	}
 	if !utf8.ValidString(c.id) {
 		return c.refuse(packet.ClientIdentifierNotValid, errors.New("client ID is not UTF-8"))
 	}
-	c.log = c.log.With("client", c.id)
 
 	// Keep-alive [MQTT-3.1.2-24]: the server disconnects after 1.5 × it.
 	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
@@ -392,7 +481,6 @@ func (c *client) connect() error {
 		c.limiter = rate.NewLimiter(rate.Limit(r), max(1, r/10))
 		c.limitWait = time.Second / time.Duration(r)
 	}
-	c.log = c.log.With("tenant", c.tenant)
 
 	// Will message [MQTT-3.1.2-8].
 	if p.WillFlag {
@@ -437,7 +525,7 @@ func (c *client) connect() error {
 		return c.refuse(reasonFor(err), err)
 	}
 	if old != nil {
-		c.log.Info("taking over local connection")
+		c.log().Info("taking over local connection")
 		old.shutdown(packet.SessionTakenOver)
 		<-old.done
 	}
@@ -454,11 +542,10 @@ func (c *client) connect() error {
 	if c.will != nil {
 		w := &Will{Message: *c.will, Node: opts.NodeID, ConnID: c.connID, Delay: c.willDelay, MessageExpiry: c.willExpiry}
 		if err := c.b.bb.PutWill(sctx, w); err != nil {
-			c.log.Warn("storing will; it is published only if this edge survives", "err", err)
+			c.log().Warn("storing will; it is published only if this edge survives", "err", err)
 		}
 	}
 	c.connected = time.Now()
-	c.inSem = make(chan struct{}, c.b.opts.MaxInflight)
 	if err := c.writeConnack(present, packet.Success, ackProps); err != nil {
 		c.removeRoutes()
 		if c.will != nil {
@@ -511,20 +598,22 @@ func (c *client) writeConnack(present bool, rc packet.ReasonCode, props *packet.
 	} else if props != nil {
 		ack.Properties = *props
 	}
-	buf, err := ack.Encode(c.bw.AvailableBuffer(), c.version)
+	bw := getWriter(c.nc)
+	defer putWriter(bw)
+	buf, err := ack.Encode(bw.AvailableBuffer(), c.version)
 	if err == nil && c.maxOut > 0 && len(buf) > c.maxOut && c.stripProblemProps(&ack.Properties) {
 		// [MQTT-3.2.2-19] [MQTT-3.2.2-20] the reason string and user
 		// properties go first when CONNACK is too large for the client.
-		buf, err = ack.Encode(c.bw.AvailableBuffer(), c.version)
+		buf, err = ack.Encode(bw.AvailableBuffer(), c.version)
 	}
 	if err != nil {
 		return err
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
-	if _, err := c.bw.Write(buf); err != nil {
+	if _, err := bw.Write(buf); err != nil {
 		return err
 	}
-	return c.bw.Flush()
+	return bw.Flush()
 }
 
 // cleanup runs once the connection's goroutines have stopped: it publishes
@@ -552,7 +641,7 @@ func (c *client) cleanup() {
 		}
 		if !delayed {
 			if err := c.b.bb.DeleteWill(ctx, c.tenant, c.id, c.connID); err != nil {
-				c.log.Warn("deleting stored will", "err", err)
+				c.log().Warn("deleting stored will", "err", err)
 			}
 		}
 		cancel()
@@ -582,12 +671,12 @@ func (c *client) delayWill(ctx context.Context, d time.Duration) bool {
 	due := time.Now().Add(d)
 	w := &Will{Message: *c.will, Node: c.b.opts.NodeID, ConnID: c.connID, Delay: c.willDelay, Due: due, MessageExpiry: c.willExpiry}
 	if err := c.b.bb.PutWill(ctx, w); err != nil {
-		c.log.Warn("storing delayed will; publishing it now", "err", err)
+		c.log().Warn("storing delayed will; publishing it now", "err", err)
 		return false
 	}
 	c.willDue = due
 	c.b.scheduleWill(d, c.tenant, c.id, c.connID, c.principal)
-	c.log.Info("will delayed", "delay", d)
+	c.log().Info("will delayed", "delay", d)
 	return true
 }
 
@@ -613,12 +702,12 @@ func (c *client) publishWill(ctx context.Context) {
 	w := &m
 	if !c.principal.Rules().CanPublish(w.Topic) {
 		// The rules changed since CONNECT.
-		c.log.Info("will not published: its topic is no longer allowed", "topic", string(w.Topic))
+		c.log().Info("will not published: its topic is no longer allowed", "topic", string(w.Topic))
 		return
 	}
 	errc := make(chan error, 1)
 	if err := c.b.bb.Publish(w, func(err error) { errc <- err }); err != nil {
-		c.log.Error("publishing will", "err", err)
+		c.log().Error("publishing will", "err", err)
 		return
 	}
 	if w.QoS == 0 {
@@ -627,12 +716,12 @@ func (c *client) publishWill(ctx context.Context) {
 	select {
 	case err := <-errc:
 		if err != nil {
-			c.log.Error("publishing will", "err", err)
+			c.log().Error("publishing will", "err", err)
 			return
 		}
 	case <-ctx.Done():
-		c.log.Error("publishing will timed out")
+		c.log().Error("publishing will timed out")
 		return
 	}
-	c.log.Info("will published", "topic", string(w.Topic))
+	c.log().Info("will published", "topic", string(w.Topic))
 }

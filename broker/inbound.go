@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -140,8 +141,9 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 			}
 		}
 	}
-	p := &c.pub
-	*p = packet.Publish{}
+	sc := inPool.Get().(*inScratch)
+	defer putInScratch(sc)
+	p := &sc.pub
 	if err := p.Decode(c.version, fh, body); err != nil {
 		return err
 	}
@@ -177,11 +179,11 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	allowed := t[0] != '$' && c.principal.Rules().CanPublish(t)
 	if !allowed {
 		// [MQTT-3.3.5-2] 3.1.1: acknowledge and drop; 5.0: say so.
-		c.log.Info("publish denied", "topic", string(t))
+		c.log().Info("publish denied", "topic", string(t))
 		c.refusePublish(p, packet.NotAuthorized, "not authorized to publish to this topic")
 		return nil
 	}
-	m := &c.msg
+	m := &sc.msg
 	*m = Message{
 		Tenant: c.tenant, Topic: t, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain,
 		Origin: c.b.opts.NodeID, ClientID: c.id,
@@ -202,7 +204,7 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 			if p.QoS == 0 {
 				return fmt.Errorf("%w: payload is not UTF-8 as its payload format indicator says", packet.PayloadFormatInvalid)
 			}
-			c.log.Info("publish refused: payload format invalid", "topic", string(t))
+			c.log().Info("publish refused: payload format invalid", "topic", string(t))
 			c.refusePublish(p, packet.PayloadFormatInvalid, "payload is not UTF-8 as its payload format indicator says")
 			return nil
 		}
@@ -215,7 +217,7 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	switch p.QoS {
 	case 0:
 		if err := c.b.bb.Publish(m, nil); err != nil {
-			c.log.Warn("publish failed; QoS 0 message dropped", "topic", string(t), "err", err)
+			c.log().Warn("publish failed; QoS 0 message dropped", "topic", string(t), "err", err)
 		}
 		return nil
 	case 1:
@@ -223,6 +225,22 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	default:
 		return c.publishQoS2(m, p.PacketID)
 	}
+}
+
+// inScratch is where an inbound PUBLISH is decoded and turned into a
+// Message: too large to sit in every connection (most are idle) and, since
+// the Message goes through the Router interface, it would escape if it
+// were a local. Router.Publish does not keep it.
+type inScratch struct {
+	pub packet.Publish
+	msg Message
+}
+
+var inPool = sync.Pool{New: func() any { return new(inScratch) }}
+
+func putInScratch(sc *inScratch) {
+	*sc = inScratch{} // drop the references into the read buffer
+	inPool.Put(sc)
 }
 
 // inboundFull reports whether the client already has as many QoS > 0
@@ -255,6 +273,7 @@ func (c *client) refusePublish(p *packet.Publish, rc packet.ReasonCode, msg stri
 // publishQoS1 publishes m and sends PUBACK once the backbone has it, keeping
 // PUBACKs in the order of the PUBLISHes [MQTT-4.6.0-2].
 func (c *client) publishQoS1(m *Message, id uint16) error {
+	c.makeInSem()
 	select {
 	case c.inSem <- struct{}{}:
 	case <-c.quit:
@@ -268,6 +287,14 @@ func (c *client) publishQoS1(m *Message, id uint16) error {
 		c.completeAck(seq, err)
 	}
 	return nil
+}
+
+// makeInSem makes inSem at the first QoS ≥ 1 publish of the connection (the
+// read loop owns it; the backbone's callbacks only run after it is made).
+func (c *client) makeInSem() {
+	if c.inSem == nil {
+		c.inSem = make(chan struct{}, c.b.opts.MaxInflight)
+	}
 }
 
 // completeAck records the backbone's answer for inbound ack seq and sends
@@ -285,10 +312,11 @@ func (c *client) completeAck(seq uint64, err error) {
 		a.state, a.rc = c.refusal(err)
 	}
 	n, failed := c.flushAcksLocked()
+	start := c.writerNeededLocked()
 	c.mu.Unlock()
-	c.afterAcks(n, failed)
+	c.afterAcks(n, failed, start)
 	if err != nil {
-		c.log.Warn("backbone refused a QoS 1 message", "err", err)
+		c.log().Warn("backbone refused a QoS 1 message", "err", err)
 	}
 }
 
@@ -309,17 +337,23 @@ func (c *client) flushAcksLocked() (n int, failed bool) {
 	}
 	rest := copy(c.acks, c.acks[n:])
 	c.acks = c.acks[:rest]
+	if rest == 0 && cap(c.acks) > 8 {
+		c.acks = nil // an idle connection keeps no room for a burst
+	}
 	c.ackBase += uint64(n)
 	return n, failed
 }
 
-// afterAcks releases the inbound slots of n completed publishes, wakes the
-// writer, and closes the connection after a failure.
-func (c *client) afterAcks(n int, failed bool) {
+// afterAcks releases the inbound slots of n completed publishes, starts the
+// writer if start says so (writerNeededLocked), and closes the connection
+// after a failure.
+func (c *client) afterAcks(n int, failed, start bool) {
 	for range n {
 		<-c.inSem
 	}
-	c.signal()
+	if start {
+		go c.writeLoop()
+	}
 	if failed {
 		c.shutdown(packet.ServerUnavailable)
 	}
@@ -328,6 +362,7 @@ func (c *client) afterAcks(n int, failed bool) {
 // ackNow queues a PUBACK that needs no backbone answer (a refused publish)
 // behind the ones still waiting, keeping their order [MQTT-4.6.0-2].
 func (c *client) ackNow(id uint16, rc packet.ReasonCode, msg string) {
+	c.makeInSem()
 	select {
 	case c.inSem <- struct{}{}:
 	case <-c.quit:
@@ -336,8 +371,9 @@ func (c *client) ackNow(id uint16, rc packet.ReasonCode, msg string) {
 	c.mu.Lock()
 	c.acks = append(c.acks, pendingAck{id: id, state: ackOK, rc: rc, reason: msg})
 	n, failed := c.flushAcksLocked()
+	start := c.writerNeededLocked()
 	c.mu.Unlock()
-	c.afterAcks(n, failed)
+	c.afterAcks(n, failed, start)
 }
 
 // refusal decides how a publish the backbone refused is answered: a
@@ -385,7 +421,7 @@ func (c *client) publishQoS2(m *Message, id uint16) error {
 	c.qos2in[id] = struct{}{}
 	if c.state != nil {
 		if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, id, 0, true); err != nil {
-			c.log.Warn("storing QoS 2 state; a resend after an edge crash may duplicate", "err", err)
+			c.log().Warn("storing QoS 2 state; a resend after an edge crash may duplicate", "err", err)
 		}
 	}
 	c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id})
@@ -397,7 +433,7 @@ func (c *client) qos2Failed(id uint16, err error) error {
 	if state == ackFailed {
 		return fmt.Errorf("publishing QoS 2 message: %w", err)
 	}
-	c.log.Warn("backbone refused a QoS 2 message", "err", err)
+	c.log().Warn("backbone refused a QoS 2 message", "err", err)
 	c.enqueueCtrl(outItem{typ: packet.PUBREC, id: id, rc: rc})
 	return nil
 }
@@ -408,7 +444,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 	case packet.PUBACK:
 		if f, ok := c.release(a.PacketID); ok && f.del != nil {
 			if err := f.del.Ack(); err != nil {
-				c.log.Warn("acknowledging queue message", "err", err)
+				c.log().Warn("acknowledging queue message", "err", err)
 			}
 		}
 	case packet.PUBREC:
@@ -434,7 +470,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 		f, ok := c.release(a.PacketID)
 		if ok && f.del != nil {
 			if err := f.del.Ack(); err != nil {
-				c.log.Warn("acknowledging queue message", "err", err)
+				c.log().Warn("acknowledging queue message", "err", err)
 			}
 		}
 		if ok && f.del == nil && f.seq != 0 {
@@ -451,7 +487,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 		if ok && c.state != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
 			if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Released, a.PacketID, 0, false); err != nil {
-				c.log.Warn("clearing QoS 2 state", "err", err)
+				c.log().Warn("clearing QoS 2 state", "err", err)
 			}
 			cancel()
 		}
@@ -462,7 +498,7 @@ func (c *client) handleAck(a *packet.Ack) error {
 			if c.state != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
 				if err := c.b.bb.MarkQoS2(ctx, c.tenant, c.id, QoS2Received, a.PacketID, 0, false); err != nil {
-					c.log.Warn("clearing QoS 2 state", "err", err)
+					c.log().Warn("clearing QoS 2 state", "err", err)
 				}
 				cancel()
 			}
@@ -488,7 +524,7 @@ func (c *client) pubrec(id uint16, f inflight) {
 		}
 		cancel()
 		if err != nil {
-			c.log.Warn("storing QoS 2 PUBREL stage; a crash now can resend the PUBLISH", "err", err)
+			c.log().Warn("storing QoS 2 PUBREL stage; a crash now can resend the PUBLISH", "err", err)
 		} else {
 			f.del = nil
 		}
@@ -519,7 +555,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 	for i, s := range p.Subscriptions {
 		f, err := topic.ParseFilter(s.Filter)
 		if err != nil {
-			c.log.Info("subscribe refused: invalid filter", "filter", s.Filter, "err", err)
+			c.log().Info("subscribe refused: invalid filter", "filter", s.Filter, "err", err)
 			codes[i] = c.failCode(packet.TopicFilterInvalid)
 			problems = append(problems, fmt.Sprintf("%q: %v", s.Filter, err))
 			continue
@@ -528,7 +564,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 			return fmt.Errorf("%w: No Local on a shared subscription", packet.ProtocolError) // [MQTT-3.8.3-4]
 		}
 		if !c.principal.Rules().CanSubscribe(f.Topic) {
-			c.log.Info("subscribe denied", "filter", s.Filter)
+			c.log().Info("subscribe denied", "filter", s.Filter)
 			codes[i] = c.failCode(packet.NotAuthorized)
 			problems = append(problems, fmt.Sprintf("%q: not authorized", s.Filter))
 			continue
@@ -544,7 +580,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 			c.b.removeRoute(c, old.Filter, c.classFor(old))
 		}
 		if err := c.b.addRoute(c, f, sub, c.classFor(sub)); err != nil {
-			c.log.Error("subscribe failed", "filter", s.Filter, "err", err)
+			c.log().Error("subscribe failed", "filter", s.Filter, "err", err)
 			codes[i] = c.failCode(packet.UnspecifiedError)
 			continue
 		}
@@ -562,7 +598,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		err := c.saveSession(ctx)
 		cancel()
 		if err != nil {
-			c.log.Error("storing subscriptions", "err", err)
+			c.log().Error("storing subscriptions", "err", err)
 			if errors.Is(err, ErrSessionConflict) {
 				return fmt.Errorf("session taken over: %w", err)
 			}
@@ -617,7 +653,7 @@ func (c *client) sendRetained(f topic.Filter, s Subscription) {
 		return nil
 	})
 	if err != nil {
-		c.log.Warn("loading retained messages", "filter", f.Topic, "err", err)
+		c.log().Warn("loading retained messages", "filter", f.Topic, "err", err)
 	}
 }
 
@@ -653,7 +689,7 @@ func (c *client) handleUnsubscribe(p *packet.Unsubscribe) error {
 		err := c.saveSession(ctx)
 		cancel()
 		if err != nil {
-			c.log.Error("storing subscriptions", "err", err)
+			c.log().Error("storing subscriptions", "err", err)
 			if errors.Is(err, ErrSessionConflict) {
 				return fmt.Errorf("session taken over: %w", err)
 			}

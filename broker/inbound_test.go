@@ -19,8 +19,8 @@ func TestFailedQoS1ClosesConnection(t *testing.T) {
 	nc, peer := net.Pipe()
 	defer nc.Close()
 	defer peer.Close()
-	c := &client{b: b, nc: nc, log: lg, version: packet.V311, inSem: make(chan struct{}, 3),
-		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	c := &client{b: b, nc: nc, version: packet.V311, inSem: make(chan struct{}, 3),
+		quit: make(chan struct{}), done: make(chan struct{})}
 	for range 3 {
 		c.inSem <- struct{}{}
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/relaymq/relay/auth"
@@ -51,11 +52,28 @@ const (
 // maxTopicAliases is the Topic Alias Maximum the broker accepts (MQTT 5).
 const maxTopicAliases = 64
 
-func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// ---------------------------------------------------------------------------
+// The writer goroutine runs only while packets wait. Whoever makes the
+// queue non-empty (or frees the inflight slot the first waiting PUBLISH
+// needs) starts it; it drains both queues, flushes, and exits once nothing
+// is left, taking its write buffer from writerPool and giving it back. At
+// most one runs per connection (c.writing), so the packet order is that of
+// the queues: control packets first, then PUBLISHes in order. An idle
+// connection thus has no writer goroutine, no stack for it and no buffer.
+// After shutdown the writer sends the DISCONNECT (MQTT 5) and closes the
+// connection.
+
+// writerNeededLocked reports whether the caller must start the writer
+// (go c.writeLoop()), and if so marks it running: CONNACK is out, no writer
+// runs, and there is something to send or the connection is closing. c.mu
+// is held.
+func (c *client) writerNeededLocked() bool {
+	if c.writing || !c.writable || (!c.closed && len(c.ctrl) == 0 && len(c.pubs) == 0) {
+		return false
 	}
+	c.writing = true
+	c.wg.Add(1)
+	return true
 }
 
 // enqueueCtrl queues a control packet. Control packets are never dropped;
@@ -68,10 +86,13 @@ func (c *client) enqueueCtrl(it outItem) {
 	}
 	c.ctrl = append(c.ctrl, it)
 	tooMany := len(c.ctrl) > 4*c.b.opts.MaxQueued+64
+	start := c.writerNeededLocked()
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		go c.writeLoop()
+	}
 	if tooMany {
-		c.log.Warn("client is not reading; disconnecting")
+		c.log().Warn("client is not reading; disconnecting")
 		c.shutdown(reasonFor(errSlowClient))
 	}
 }
@@ -84,8 +105,11 @@ func (c *client) enqueuePub(it outItem) {
 		return
 	}
 	c.pubs = append(c.pubs, it)
+	start := c.writerNeededLocked()
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		go c.writeLoop()
+	}
 }
 
 // deliverLive hands a live message from a route to the client, applying the
@@ -134,7 +158,7 @@ func (c *client) refreshACL(rules *auth.RuleSet) {
 		}
 	}
 	if denied != nil {
-		c.log.Info("rules changed: deliveries stop for subscriptions no longer allowed", "filters", len(denied))
+		c.log().Info("rules changed: deliveries stop for subscriptions no longer allowed", "filters", len(denied))
 		c.aclDenied.Store(&denied)
 	} else {
 		c.aclDenied.Store(nil)
@@ -167,13 +191,16 @@ func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 		}
 		c.mu.Unlock()
 		if logIt {
-			c.log.Warn("client queue full; dropping messages (logged once per 10 s)", "queued", c.b.opts.MaxQueued)
+			c.log().Warn("client queue full; dropping messages (logged once per 10 s)", "queued", c.b.opts.MaxQueued)
 		}
 		return
 	}
 	c.pubs = append(c.pubs, outItem{typ: packet.PUBLISH, qos: qos, retain: retain, msg: m, subID: subID})
+	start := c.writerNeededLocked()
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		go c.writeLoop()
+	}
 }
 
 // reserve waits for an inflight slot for packet ID id and records f in it.
@@ -202,30 +229,36 @@ func (c *client) reserve(id uint16, f inflight) bool {
 	}
 }
 
-// release frees the inflight slot id and returns what it held.
+// release frees the inflight slot id and returns what it held. A PUBLISH
+// waiting for a slot may go now: the writer starts if it is not running.
 func (c *client) release(id uint16) (inflight, bool) {
 	c.mu.Lock()
 	f, ok := c.inflight[id]
+	start := false
 	if ok {
 		delete(c.inflight, id)
+		start = c.writerNeededLocked()
 	}
 	c.mu.Unlock()
 	if ok {
-		select {
-		case c.slotFree <- struct{}{}:
-		default:
+		if c.slotFree != nil {
+			select {
+			case c.slotFree <- struct{}{}:
+			default:
+			}
 		}
-		c.signal()
+		if start {
+			go c.writeLoop()
+		}
 	}
 	return f, ok
 }
 
-// takeBatch moves the packets the writer may send now into batch: all
-// control packets, then PUBLISHes in order until one needs an inflight slot
-// that is not free (ordering is kept: nothing overtakes it).
-func (c *client) takeBatch(batch []outItem) []outItem {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// takeBatchLocked moves the packets the writer may send now into batch:
+// all control packets, then PUBLISHes in order until one needs an inflight
+// slot that is not free (ordering is kept: nothing overtakes it). c.mu is
+// held.
+func (c *client) takeBatchLocked(batch []outItem) []outItem {
 	batch = append(batch, c.ctrl...)
 	clear(c.ctrl)
 	c.ctrl = c.ctrl[:0]
@@ -248,8 +281,10 @@ func (c *client) takeBatch(batch []outItem) []outItem {
 	clear(c.pubs[rest:])
 	c.pubs = c.pubs[:rest]
 	if cap(c.pubs) > 256 && rest == 0 {
-		c.pubs = nil // give memory back when idle
+		c.pubs = nil // give memory back after a burst
 	}
+	clear(c.ctrl)
+	c.ctrl = c.ctrl[:0]
 	if cap(c.ctrl) > 256 {
 		c.ctrl = nil
 	}
@@ -269,48 +304,82 @@ func (c *client) freeID() uint16 {
 	}
 }
 
-// writeLoop is the only writer of the connection after CONNACK.
+// batchPool holds the writer's batch slices between runs.
+var batchPool = sync.Pool{New: func() any { return new([]outItem) }}
+
+// writeLoop is the writer: the only one of the connection after CONNACK,
+// running while packets wait (see writerNeededLocked).
 func (c *client) writeLoop() {
 	defer c.wg.Done()
-	defer c.nc.Close()
-	var batch []outItem
+	c.bw = getWriter(c.nc)
+	bp := batchPool.Get().(*[]outItem)
+	batch := *bp
+	// done gives the buffers back. On the way out of a drained writer it
+	// runs before writing is unset: the next writer may start right after.
+	done := func() {
+		clear(batch)
+		if cap(batch) <= 256 {
+			*bp = batch[:0]
+			batchPool.Put(bp)
+		}
+		putWriter(c.bw)
+		c.bw = nil
+	}
 	for {
-		select {
-		case <-c.wake:
-		case <-c.quit:
+		c.mu.Lock()
+		if c.closed {
+			// writing stays set: no other writer starts any more.
+			c.mu.Unlock()
 			c.writeDisconnect()
+			c.nc.Close()
+			done()
 			return
 		}
-		for {
-			batch = c.takeBatch(batch[:0])
-			if len(batch) == 0 {
-				break
+		batch = c.takeBatchLocked(batch[:0])
+		if len(batch) == 0 && c.bw.Buffered() == 0 {
+			// Drained: exit, keeping no queue memory. A producer that
+			// queues from now on sees writing unset and starts a writer.
+			done()
+			c.writing = false
+			c.ctrl = nil
+			if len(c.pubs) == 0 {
+				c.pubs = nil
 			}
-			// A large packet goes straight to the socket: the deadline
-			// must be fresh before any write of the batch.
-			c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
-			for i := range batch {
-				if err := c.writeItem(&batch[i]); err != nil {
-					c.log.Debug("write failed", "err", err)
-					clear(batch)
-					c.shutdown(packet.UnspecifiedError)
-					return
-				}
-			}
-			clear(batch)
+			c.mu.Unlock()
+			return
 		}
-		if c.bw.Buffered() > 0 {
+		c.mu.Unlock()
+		if len(batch) == 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
 			if err := c.bw.Flush(); err != nil {
-				c.log.Debug("flush failed", "err", err)
-				c.shutdown(packet.UnspecifiedError)
+				c.writeFailed("flush failed", err)
+				done()
+				return
+			}
+			continue
+		}
+		// A large packet goes straight to the socket: the deadline must be
+		// fresh before any write of the batch.
+		c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
+		for i := range batch {
+			if err := c.writeItem(&batch[i]); err != nil {
+				c.writeFailed("write failed", err)
+				done()
 				return
 			}
 		}
-		if cap(batch) > 256 {
-			batch = nil
-		}
+		clear(batch)
 	}
+}
+
+// writeFailed ends the connection after a failed write (writing stays set:
+// no other writer starts any more).
+func (c *client) writeFailed(what string, err error) {
+	if c.debug() {
+		c.log().Debug(what, "err", err)
+	}
+	c.shutdown(packet.UnspecifiedError)
+	c.nc.Close()
 }
 
 // writeDisconnect sends an MQTT 5 DISCONNECT with the server's reason
@@ -391,7 +460,7 @@ func (c *client) writeItem(it *outItem) error {
 		return err
 	}
 	if c.tooLarge(buf, nil) {
-		c.log.Warn("control packet larger than the client's maximum packet size; not sent", "type", it.typ, "size", len(buf), "max", c.maxOut)
+		c.log().Warn("control packet larger than the client's maximum packet size; not sent", "type", it.typ, "size", len(buf), "max", c.maxOut)
 		return nil
 	}
 	_, err = c.bw.Write(buf)

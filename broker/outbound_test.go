@@ -17,8 +17,8 @@ func writerClient(version byte) *client {
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b := &Broker{log: lg}
 	nc, _ := net.Pipe()
-	return &client{b: b, nc: nc, log: lg, version: version, bw: bufio.NewWriterSize(io.Discard, 4096),
-		tc: &tenantCounters{}, problemInfo: true, wake: make(chan struct{}, 1), slotFree: make(chan struct{}, 1),
+	return &client{b: b, nc: nc, version: version, bw: bufio.NewWriterSize(io.Discard, 4096),
+		tc: &tenantCounters{}, problemInfo: true, slotFree: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{})}
 }
 

@@ -68,10 +68,10 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 		// which publishes it now (MQTT 5 §3.1.3.2.2).
 		if c.cleanStart {
 			if _, err := bb.FireWill(ctx, st.Node, c.tenant, c.id, st.ConnID, nil); err != nil {
-				c.log.Warn("publishing the ended session's delayed will", "err", err)
+				c.log().Warn("publishing the ended session's delayed will", "err", err)
 			}
 		} else if err := bb.CancelWill(ctx, st.Node, c.tenant, c.id, st.ConnID); err != nil {
-			c.log.Warn("cancelling the resumed session's delayed will", "err", err)
+			c.log().Warn("cancelling the resumed session's delayed will", "err", err)
 		}
 		st.WillDue = time.Time{}
 	}
@@ -141,7 +141,7 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	for _, s := range st.Subscriptions {
 		f, err := topic.ParseFilter(s.Filter)
 		if err != nil {
-			c.log.Warn("stored subscription is invalid; dropped", "filter", s.Filter, "err", err)
+			c.log().Warn("stored subscription is invalid; dropped", "filter", s.Filter, "err", err)
 			continue
 		}
 		if err := c.b.addRoute(c, f, s, c.classFor(s)); err != nil {
@@ -205,7 +205,7 @@ func (c *client) closeSession() {
 	c.mu.Unlock()
 	for _, d := range back {
 		if err := d.Nak(); err != nil {
-			c.log.Debug("returning message to queue", "err", err)
+			c.log().Debug("returning message to queue", "err", err)
 		}
 	}
 	if c.queue != nil {
@@ -217,7 +217,7 @@ func (c *client) closeSession() {
 		// Session Expiry 0 (from CONNECT, or set by DISCONNECT): the
 		// session ends with the connection (MQTT 5 §3.1.2.11.2).
 		if err := c.b.bb.DeleteSession(ctx, c.tenant, c.id); err != nil {
-			c.log.Error("deleting ended session", "err", err)
+			c.log().Error("deleting ended session", "err", err)
 		}
 		c.state = nil
 		return
@@ -229,9 +229,9 @@ func (c *client) closeSession() {
 	st.WillDue = c.willDue // a delayed will waits (see delayWill)
 	if _, err := c.b.bb.SaveSession(ctx, &st, c.rev); err != nil {
 		if errors.Is(err, ErrSessionConflict) {
-			c.log.Debug("session taken over before release")
+			c.log().Debug("session taken over before release")
 		} else {
-			c.log.Error("storing session at disconnect", "err", err)
+			c.log().Error("storing session at disconnect", "err", err)
 		}
 	}
 	c.state = nil
@@ -241,24 +241,17 @@ func (c *client) closeSession() {
 // at most recvMax in flight. Packet IDs derive from the backbone sequence,
 // so a message keeps its packet ID when redelivered by another edge
 // [MQTT-4.4.0-1].
-func (c *client) queueLoop() {
+//
+// ctx ends with the connection (shutdown cancels it).
+func (c *client) queueLoop(ctx context.Context) {
 	defer c.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-c.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	for {
 		d, err := c.queue.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrQueueClosed) {
 				return
 			}
-			c.log.Warn("reading session queue", "err", err)
+			c.log().Warn("reading session queue", "err", err)
 			select {
 			case <-time.After(time.Second):
 				continue
