@@ -7,6 +7,7 @@ package tenant
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"time"
 )
@@ -120,9 +121,38 @@ type APIKey struct {
 	AppID      string
 	Prefix     string
 	SecretHash []byte
-	Revoked    bool
-	CreatedAt  time.Time
-	RevokedAt  time.Time
+	// Scope is what the key may do (ScopePublish if empty).
+	Scope     APIKeyScope
+	Revoked   bool
+	CreatedAt time.Time
+	RevokedAt time.Time
+}
+
+// APIKeyScope is what an API key may do. Whatever its scope, a key's
+// messages (publish, retained, watch) are checked against its app's ACL.
+type APIKeyScope string
+
+// API key scopes.
+const (
+	// ScopePublish is the data plane: publish, retained messages, live
+	// watches, and reading the tenant and its live clients, sessions,
+	// topics and usage. The default.
+	ScopePublish APIKeyScope = "publish"
+	// ScopeAdmin is also the tenant's management: apps, credentials, API
+	// keys, ACL rules, kicking clients.
+	ScopeAdmin APIKeyScope = "admin"
+)
+
+// ParseAPIKeyScope returns the scope named s ("" is ScopePublish), or
+// ErrInvalid.
+func ParseAPIKeyScope(s string) (APIKeyScope, error) {
+	switch APIKeyScope(s) {
+	case "", ScopePublish:
+		return ScopePublish, nil
+	case ScopeAdmin:
+		return ScopeAdmin, nil
+	}
+	return "", fmt.Errorf("%w: API key scope %q: want publish or admin", ErrInvalid, s)
 }
 
 // AuditRecord is one change to a tenant's configuration.

@@ -277,9 +277,9 @@ func (s *Store) RevokeCredential(ctx context.Context, tenantID, username string)
 // ---------------------------------------------------------------------------
 // API keys
 
-// CreateAPIKey stores k, setting its ID and CreatedAt. ErrInvalid for a bad
-// prefix (tenant.ValidName: no '.', which separates it from the secret) or
-// an empty hash; ErrNotFound if k.AppID is not an app of k.TenantID;
+// CreateAPIKey stores k, setting its ID and CreatedAt (and an empty Scope
+// to ScopePublish). ErrInvalid for a bad prefix (tenant.ValidName: no '.',
+// which separates it from the secret), an empty hash or an unknown scope; ErrNotFound if k.AppID is not an app of k.TenantID;
 // ErrConflict if the prefix is taken (by any tenant).
 func (s *Store) CreateAPIKey(ctx context.Context, k *tenant.APIKey) error {
 	if !tenant.ValidName(k.Prefix) {
@@ -291,12 +291,17 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *tenant.APIKey) error {
 	if len(k.SecretHash) == 0 {
 		return invalid("API key %q without a secret hash", k.Prefix)
 	}
+	scope, err := tenant.ParseAPIKeyScope(string(k.Scope))
+	if err != nil {
+		return err
+	}
 	row := apiKeyRow{
 		ID:         newID(),
 		TenantID:   k.TenantID,
 		AppID:      k.AppID,
 		Prefix:     k.Prefix,
 		SecretHash: hex.EncodeToString(k.SecretHash),
+		Scope:      string(scope),
 		Revoked:    k.Revoked,
 		CreatedAt:  s.now(),
 		RevokedAt:  toNull(k.RevokedAt),
@@ -307,7 +312,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *tenant.APIKey) error {
 		}
 		return dbErr(err, fmt.Sprintf("API key prefix %q", k.Prefix))
 	}
-	k.ID, k.CreatedAt = row.ID, row.CreatedAt
+	k.ID, k.CreatedAt, k.Scope = row.ID, row.CreatedAt, scope
 	return nil
 }
 

@@ -101,6 +101,7 @@ type apiKeyRow struct {
 	AppID      string       `gorm:"column:app_id"`
 	Prefix     string       `gorm:"column:prefix"`
 	SecretHash string       `gorm:"column:secret_hash"` // lower-case hex
+	Scope      string       `gorm:"column:scope"`       // migration 005
 	Revoked    bool         `gorm:"column:revoked"`
 	CreatedAt  time.Time    `gorm:"column:created_at"`
 	RevokedAt  sql.NullTime `gorm:"column:revoked_at"`
@@ -113,12 +114,19 @@ func (r *apiKeyRow) domain() (*tenant.APIKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gormstore: API key %s: secret_hash is not hex: %w", r.ID, err)
 	}
+	scope, err := tenant.ParseAPIKeyScope(r.Scope)
+	if err != nil {
+		// A scope this binary does not know (a newer one wrote it): the
+		// narrowest.
+		scope = tenant.ScopePublish
+	}
 	return &tenant.APIKey{
 		ID:         r.ID,
 		TenantID:   r.TenantID,
 		AppID:      r.AppID,
 		Prefix:     r.Prefix,
 		SecretHash: hash,
+		Scope:      scope,
 		Revoked:    r.Revoked,
 		CreatedAt:  r.CreatedAt.UTC(),
 		RevokedAt:  fromNull(r.RevokedAt),

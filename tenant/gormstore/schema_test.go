@@ -71,6 +71,9 @@ func TestSchemaEquivalence(t *testing.T) {
 		!slices.Contains(tn.Foreign, "tenant_id,app_id -> apps(tenant_id,id) on delete cascade") {
 		t.Errorf("credentials: %+v", tn)
 	}
+	if ak := got[SQLite]["api_keys"]; ak.Columns["scope"] != "text not null" {
+		t.Errorf("api_keys: %+v", ak)
+	}
 	if cr := got[SQLite]["casbin_rule"]; cr.Primary != "id" || !slices.Contains(cr.Unique, "ptype,v0,v1,v2,v3,v4,v5") {
 		t.Errorf("casbin_rule: %+v", cr)
 	}

@@ -2,6 +2,7 @@ package gormstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -411,6 +412,8 @@ func TestAPIKeys(t *testing.T) {
 			want error
 		}{
 			{"second key", tenant.APIKey{TenantID: a.ID, AppID: web.ID, Prefix: "rk_two", SecretHash: []byte{9}}, nil},
+			{"admin scope", tenant.APIKey{TenantID: a.ID, AppID: web.ID, Prefix: "rk_adm", SecretHash: []byte{9}, Scope: tenant.ScopeAdmin}, nil},
+			{"unknown scope", tenant.APIKey{TenantID: a.ID, AppID: web.ID, Prefix: "rk_x", SecretHash: []byte{9}, Scope: "root"}, tenant.ErrInvalid},
 			{"other tenant", tenant.APIKey{TenantID: b.ID, AppID: bApp.ID, Prefix: "rk_b", SecretHash: []byte{9}}, nil},
 			{"prefix taken by other tenant", tenant.APIKey{TenantID: b.ID, AppID: bApp.ID, Prefix: "rk_one", SecretHash: []byte{9}}, tenant.ErrConflict},
 			{"unknown app", tenant.APIKey{TenantID: a.ID, AppID: "nope", Prefix: "rk_x", SecretHash: []byte{9}}, tenant.ErrNotFound},
@@ -425,6 +428,9 @@ func TestAPIKeys(t *testing.T) {
 				wantErr(t, "CreateAPIKey", err, tc.want)
 				if err != nil {
 					return
+				}
+				if want := cmp.Or(tc.in.Scope, tenant.ScopePublish); in.Scope != want {
+					t.Errorf("scope %q, want %q", in.Scope, want)
 				}
 				got, err := s.APIKeyByPrefix(ctx, in.Prefix)
 				if err != nil || !reflect.DeepEqual(got, &in) {
@@ -444,7 +450,7 @@ func TestAPIKeys(t *testing.T) {
 		for _, k := range keys {
 			prefixes = append(prefixes, k.Prefix)
 		}
-		if want := []string{"rk_two", "rk_one"}; !reflect.DeepEqual(prefixes, want) {
+		if want := []string{"rk_adm", "rk_two", "rk_one"}; !reflect.DeepEqual(prefixes, want) {
 			t.Errorf("ListAPIKeys = %v, want newest first %v", prefixes, want)
 		}
 
