@@ -25,8 +25,10 @@ import (
 // found". Messages (publish, retained, watch) are checked against the ACL
 // of the API key's app, as an MQTT client of that app would be; dashboard
 // users are the tenant's owners and may use every topic of the tenant.
-// Management routes (credentials, keys, ACL) are open to any caller of the
-// tenant.
+// Management routes (apps, credentials, API keys, ACL rules, kicking
+// clients) need a caller that manages the tenant: a dashboard session or an
+// admin-scoped API key (requireManage); a publish-scoped key gets 403
+// there.
 
 // apiState is the JSON API's state.
 type apiState struct {
@@ -37,10 +39,33 @@ type apiState struct {
 	limits   limiterTable
 	watch    watchTable
 
-	mu     sync.Mutex
-	closed bool
-	quit   chan struct{}
-	wg     sync.WaitGroup // live watches
+	mu      sync.Mutex
+	closed  bool
+	quit    chan struct{}
+	wg      sync.WaitGroup // live watches
+	changed chan struct{}  // closed (and replaced) by notify
+}
+
+// changes returns a channel closed at the next notify.
+func (a *apiState) changes() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.changed
+}
+
+// notify tells live watches that something they depend on may have
+// changed (a key revoked, a tenant suspended, rules changed, a session
+// ended): each checks its caller again at once.
+func (a *apiState) notify() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.changed != nil {
+		close(a.changed)
+	}
+	a.changed = make(chan struct{})
 }
 
 // track counts a live watch (false once closing); the watch calls
@@ -55,7 +80,10 @@ func (a *apiState) track() bool {
 	return true
 }
 
-// close ends every live watch and waits for them. It is idempotent.
+// close ends every live watch and waits for them: at most
+// WatchWriteTimeout plus a little (a watch blocked writing to a client
+// that stopped reading gives up at its write deadline); past that it logs
+// and returns. It is idempotent.
 func (a *apiState) close() error {
 	a.mu.Lock()
 	if !a.closed {
@@ -63,8 +91,19 @@ func (a *apiState) close() error {
 		close(a.quit)
 	}
 	a.mu.Unlock()
-	a.wg.Wait()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		a.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(a.deps.WatchWriteTimeout + 5*time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return errors.New("dashboard: live watches did not end in time")
+	}
 }
 
 // Body limits.
@@ -85,6 +124,7 @@ func (s *Server) routesAPI(g *echo.Group) (*apiState, error) {
 		deps:     deps,
 		throttle: newThrottle(),
 		quit:     make(chan struct{}),
+		changed:  make(chan struct{}),
 	}
 	a.keys.m = map[[32]byte]keyEntry{}
 	a.rules.m = map[string]map[string]ruleEntry{}
@@ -112,24 +152,24 @@ func (s *Server) routesAPI(g *echo.Group) (*apiState, error) {
 
 	route(http.MethodGet, "/clients", s.listClients)
 	route(http.MethodGet, "/clients/:clientid", s.getClient)
-	route(http.MethodDelete, "/clients/:clientid", s.kickClient)
+	route(http.MethodDelete, "/clients/:clientid", s.kickClient, requireManage)
 	route(http.MethodGet, "/sessions", s.listSessions)
 	route(http.MethodGet, "/topics", s.listTopics)
 	route(http.MethodGet, "/metrics", s.getMetrics)
 	route(http.MethodGet, "/watch", s.watchTopic)
 
-	route(http.MethodGet, "/apps", s.listApps)
-	route(http.MethodPost, "/apps", s.createApp)
-	route(http.MethodGet, "/credentials", s.listCredentials)
-	route(http.MethodPost, "/credentials", s.createCredential)
-	route(http.MethodPost, "/credentials/:username/rotate", s.rotateCredential)
-	route(http.MethodDelete, "/credentials/:username", s.revokeCredential)
-	route(http.MethodGet, "/apikeys", s.listAPIKeys)
-	route(http.MethodPost, "/apikeys", s.createAPIKey)
-	route(http.MethodDelete, "/apikeys/:prefix", s.revokeAPIKey)
-	route(http.MethodGet, "/acl", s.listACL)
-	route(http.MethodPost, "/acl", s.addACL)
-	route(http.MethodDelete, "/acl", s.removeACL)
+	route(http.MethodGet, "/apps", s.listApps, requireManage)
+	route(http.MethodPost, "/apps", s.createApp, requireManage)
+	route(http.MethodGet, "/credentials", s.listCredentials, requireManage)
+	route(http.MethodPost, "/credentials", s.createCredential, requireManage)
+	route(http.MethodPost, "/credentials/:username/rotate", s.rotateCredential, requireManage)
+	route(http.MethodDelete, "/credentials/:username", s.revokeCredential, requireManage)
+	route(http.MethodGet, "/apikeys", s.listAPIKeys, requireManage)
+	route(http.MethodPost, "/apikeys", s.createAPIKey, requireManage)
+	route(http.MethodDelete, "/apikeys/:prefix", s.revokeAPIKey, requireManage)
+	route(http.MethodGet, "/acl", s.listACL, requireManage)
+	route(http.MethodPost, "/acl", s.addACL, requireManage)
+	route(http.MethodDelete, "/acl", s.removeACL, requireManage)
 
 	route(http.MethodGet, "/admin/tenants", s.adminTenants, requireOperator)
 	route(http.MethodPost, "/admin/tenants/:slug/suspend", s.adminSuspend, requireOperator)
@@ -144,9 +184,10 @@ func (s *Server) routesAPI(g *echo.Group) (*apiState, error) {
 // ---------------------------------------------------------------------------
 // Authentication
 
-// keyInfo is what an API-key request knows about its key.
+// keyInfo is what an API-key request knows about its key: the whole key
+// (live watches verify it again), its prefix and app.
 type keyInfo struct {
-	prefix, app string
+	key, prefix, app string
 }
 
 const keyInfoKey = "relay.apikey"
@@ -161,7 +202,7 @@ func (s *Server) apiKeyCaller(c echo.Context) (*Caller, error) {
 		return nil, nil
 	}
 	a := s.api
-	addr := addrKey(c.Request().RemoteAddr)
+	addr := addrKey(s.clientIP(c))
 	now := time.Now()
 	if wait := a.throttle.blocked(addr, now); wait > 0 {
 		return nil, &RateLimitError{RetryAfter: wait, Reason: "too many failed API key attempts from this address"}
@@ -172,11 +213,11 @@ func (s *Server) apiKeyCaller(c echo.Context) (*Caller, error) {
 		return nil, fmt.Errorf("%w: Authorization must be Bearer <prefix>.<secret> or Basic <prefix>:<secret>", ErrUnauthenticated)
 	}
 	if e, ok := a.keys.get(key, now, a.deps.KeyCacheTTL); ok {
-		c.Set(keyInfoKey, &keyInfo{prefix: e.prefix, app: e.app})
+		c.Set(keyInfoKey, &keyInfo{key: key, prefix: e.prefix, app: e.app})
 		k := e.caller
 		return &k, nil
 	}
-	t, app, err := s.cfg.Tenancy.VerifyAPIKey(c.Request().Context(), key)
+	t, app, ak, err := s.cfg.Tenancy.VerifyAPIKey(c.Request().Context(), key)
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials):
 		a.throttle.fail(addr, now)
@@ -187,9 +228,9 @@ func (s *Server) apiKeyCaller(c echo.Context) (*Caller, error) {
 		return nil, errors.Join(ErrUnavailable, err)
 	}
 	prefix, _, _ := strings.Cut(key, ".")
-	k := Caller{TenantID: t.ID, Tenant: t.Slug, AppID: app.ID, Actor: "apikey:" + prefix}
+	k := Caller{TenantID: t.ID, Tenant: t.Slug, AppID: app.ID, Actor: "apikey:" + prefix, Scope: ak.Scope}
 	a.keys.put(key, keyEntry{caller: k, prefix: prefix, app: app.Name, at: now})
-	c.Set(keyInfoKey, &keyInfo{prefix: prefix, app: app.Name})
+	c.Set(keyInfoKey, &keyInfo{key: key, prefix: prefix, app: app.Name})
 	return &k, nil
 }
 
@@ -228,6 +269,17 @@ func tenantCaller(c echo.Context) (*Caller, error) {
 		return nil, fmt.Errorf("%w: this route acts within a tenant", ErrForbidden)
 	}
 	return k, nil
+}
+
+// requireManage lets through only callers that manage their tenant
+// (Caller.Manages): dashboard sessions and admin-scoped API keys.
+func requireManage(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if k := callerOf(c); k == nil || !k.Manages() {
+			return fmt.Errorf("%w: this API key has the publish scope; managing the tenant needs an admin key", ErrForbidden)
+		}
+		return next(c)
+	}
 }
 
 // requireOperator lets only platform operators through.

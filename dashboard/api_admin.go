@@ -57,6 +57,7 @@ func (s *Server) setStatus(c echo.Context, st tenant.Status) error {
 		return err
 	}
 	s.api.keys.forget(t.ID, "")
+	s.api.notify()
 	return c.JSON(http.StatusOK, s.tenantView(t))
 }
 

@@ -40,6 +40,13 @@ type APIDeps struct {
 	// WatchHeartbeat is the interval of SSE comment lines that keep idle
 	// proxies from closing a watch. Default 15 s.
 	WatchHeartbeat time.Duration
+	// WatchRecheck is how often a live watch checks its caller again (an
+	// API key revoked, a tenant suspended, a session ended elsewhere).
+	// Default 5 s.
+	WatchRecheck time.Duration
+	// WatchWriteTimeout bounds each write to a live watch: a client that
+	// stops reading is cut off after it. Default 10 s.
+	WatchWriteTimeout time.Duration
 	// RulesTTL is how long an API key's compiled ACL is cached; changes
 	// made through this API apply at once, others within it. Default 2 s.
 	RulesTTL time.Duration
@@ -71,6 +78,12 @@ func (d *APIDeps) setDefaults() {
 	}
 	if d.WatchHeartbeat <= 0 {
 		d.WatchHeartbeat = 15 * time.Second
+	}
+	if d.WatchRecheck <= 0 {
+		d.WatchRecheck = 5 * time.Second
+	}
+	if d.WatchWriteTimeout <= 0 {
+		d.WatchWriteTimeout = 10 * time.Second
 	}
 	if d.RulesTTL <= 0 {
 		d.RulesTTL = 2 * time.Second

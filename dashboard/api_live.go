@@ -1,18 +1,24 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/broker"
 	"github.com/relaymq/relay/broker/topic"
+	"github.com/relaymq/relay/tenant"
 )
 
 // Live state: clients, offline sessions, topics, usage, and watching a
@@ -197,15 +203,28 @@ type watchEvent struct {
 // SUBSCRIBE. Each watch has a bounded buffer: when the client reads too
 // slowly, messages are dropped and counted (a "dropped" event reports the
 // total); a comment line every WatchHeartbeat keeps proxies from closing an
-// idle stream. A tenant has at most MaxWatchers watches at once (429). The
-// stream ends with the request (or the server).
+// idle stream. A tenant has at most MaxWatchers watches at once (429).
+//
+// The caller is checked again every WatchRecheck, and at once after a
+// change made through this API (a key revoked, a tenant suspended, a rule
+// changed, a sign-out): when its key is revoked, its tenant suspended, its
+// session ended or its ACL no longer allows the filter, an "end" event
+// says why and the stream ends. Each write must complete within
+// WatchWriteTimeout, so a client that stops reading costs its handler that
+// long at most. The stream also ends with the request or the server.
 func (s *Server) watchTopic(c echo.Context) error {
 	a := s.api
+	filter := c.QueryParam("filter")
+	if strings.ContainsFunc(filter, unicode.IsControl) {
+		return invalidField("filter", "control characters are not allowed in a watched filter")
+	}
 	mc, err := s.messageContext(c)
 	if err != nil {
 		return err
 	}
-	filter := c.QueryParam("filter")
+	if mc.k.Suspended {
+		return fmt.Errorf("%w: the tenant is suspended", ErrForbidden)
+	}
 	f, err := topic.ParseFilter(filter)
 	if err != nil {
 		return &FieldError{Field: "filter", Err: err}
@@ -245,26 +264,55 @@ func (s *Server) watchTopic(c echo.Context) error {
 	defer route.Close()
 
 	w := c.Response()
+	rc := http.NewResponseController(w)
+	// The request has been read: the server's ReadTimeout must not end
+	// the stream (its background read of the connection would fail with
+	// it and cancel the request).
+	_ = rc.SetReadDeadline(time.Time{})
+	// write sends one chunk of the stream within WatchWriteTimeout;
+	// flush pushes it out.
+	write := func(flush bool, format string, args ...any) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(a.deps.WatchWriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		if flush {
+			return rc.Flush()
+		}
+		return nil
+	}
 	h := w.Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set(echo.HeaderCacheControl, "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprintf(w, ": watching %s\nretry: 3000\n\n", filter); err != nil {
+	quoted, _ := json.Marshal(filter) // never raw input in the stream
+	if err := write(true, ": watching %s\nretry: 3000\n\n", quoted); err != nil {
 		return nil
 	}
-	w.Flush()
 
 	hb := time.NewTicker(a.deps.WatchHeartbeat)
 	defer hb.Stop()
+	recheck := time.NewTicker(a.deps.WatchRecheck)
+	defer recheck.Stop()
 	ctx := c.Request().Context()
+	ki, _ := c.Get(keyInfoKey).(*keyInfo)
 	var reported uint64
 	for {
+		changed := a.changes()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.quit:
 			return nil
+		case <-changed:
+			if s.endWatch(ctx, mc.k, ki, f.Topic, write) {
+				return nil
+			}
+		case <-recheck.C:
+			if s.endWatch(ctx, mc.k, ki, f.Topic, write) {
+				return nil
+			}
 		case m := <-ch:
 			ev := watchEvent{
 				Topic: string(m.Topic), QoS: m.QoS, Retain: m.Retain,
@@ -275,24 +323,84 @@ func (s *Server) watchTopic(c echo.Context) error {
 				ev.PayloadText = &t
 			}
 			data, _ := json.Marshal(&ev)
-			if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", data); err != nil {
+			if err := write(len(ch) == 0, "event: message\ndata: %s\n\n", data); err != nil {
 				return nil
-			}
-			if len(ch) == 0 {
-				w.Flush()
 			}
 		case <-hb.C:
 			var err error
 			if n := dropped.Load(); n != reported {
 				reported = n
-				_, err = fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n)
+				err = write(true, "event: dropped\ndata: {\"dropped\":%d}\n\n", n)
 			} else {
-				_, err = fmt.Fprint(w, ": heartbeat\n\n")
+				err = write(true, ": heartbeat\n\n")
 			}
 			if err != nil {
 				return nil
 			}
-			w.Flush()
 		}
 	}
+}
+
+// watchEnd is the data of an SSE "end" event: why the server ended the
+// stream.
+type watchEnd struct {
+	Reason string `json:"reason"`
+}
+
+// endWatch checks a watch's caller again; if it may no longer watch the
+// filter, it writes an "end" event and returns true. A check that cannot
+// be made (the database is down) keeps the stream: the next one decides.
+func (s *Server) endWatch(ctx context.Context, k *Caller, ki *keyInfo, filter string, write func(bool, string, ...any) error) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reason, err := s.stillAllowed(ctx, k, ki, filter)
+	if err != nil {
+		s.log.Debug("rechecking a live watch", "tenant", k.Tenant, "actor", k.Actor, "err", err)
+		return false
+	}
+	if reason == "" {
+		return false
+	}
+	data, _ := json.Marshal(watchEnd{Reason: reason})
+	_ = write(true, "event: end\ndata: %s\n\n", data)
+	s.log.Info("live watch ended", "tenant", k.Tenant, "actor", k.Actor, "reason", reason)
+	return true
+}
+
+// stillAllowed returns why the caller may no longer watch the filter ("" if
+// it may): its API key revoked, its tenant suspended, its session ended, or
+// its ACL changed. The key and session are read from the database, not
+// from caches.
+func (s *Server) stillAllowed(ctx context.Context, k *Caller, ki *keyInfo, filter string) (string, error) {
+	switch {
+	case ki != nil:
+		_, _, _, err := s.cfg.Tenancy.VerifyAPIKey(ctx, ki.key)
+		switch {
+		case errors.Is(err, auth.ErrBadCredentials):
+			return "the API key was revoked", nil
+		case errors.Is(err, auth.ErrNotAuthorized):
+			return "the tenant is suspended", nil
+		case err != nil:
+			return "", err
+		}
+		rs, err := s.api.rulesFor(ctx, s.cfg.Tenancy, k, ki)
+		if err != nil {
+			return "", err
+		}
+		if !rs.CanSubscribe(filter) {
+			return "the ACL no longer allows this filter", nil
+		}
+	case k.Session:
+		ws, err := s.loadSession(ctx, k.SessionID, false)
+		if err != nil {
+			return "", err
+		}
+		if ws == nil {
+			return "the session ended", nil
+		}
+		if ws.tenant != nil && ws.tenant.Status != tenant.Active {
+			return "the tenant is suspended", nil
+		}
+	}
+	return "", nil
 }

@@ -235,9 +235,10 @@ func (s *Server) revokeCredential(c echo.Context) error {
 // API keys
 
 type apiKeyView struct {
-	Prefix    string     `json:"prefix"`
-	App       string     `json:"app"`
-	Revoked   bool       `json:"revoked"`
+	Prefix    string             `json:"prefix"`
+	App       string             `json:"app"`
+	Scope     tenant.APIKeyScope `json:"scope"`
+	Revoked   bool               `json:"revoked"`
 	CreatedAt time.Time  `json:"created_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	// Key is the whole key, set only in the answer that creates it.
@@ -245,7 +246,7 @@ type apiKeyView struct {
 }
 
 func apiKeyOf(k *tenant.APIKey, app string) apiKeyView {
-	v := apiKeyView{Prefix: k.Prefix, App: app, Revoked: k.Revoked, CreatedAt: k.CreatedAt}
+	v := apiKeyView{Prefix: k.Prefix, App: app, Scope: k.Scope, Revoked: k.Revoked, CreatedAt: k.CreatedAt}
 	if !k.RevokedAt.IsZero() {
 		t := k.RevokedAt
 		v.RevokedAt = &t
@@ -281,15 +282,17 @@ func (s *Server) listAPIKeys(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// createAPIKey handles POST /api/v1/apikeys {app}: 201 with the key,
-// shown this once.
+// createAPIKey handles POST /api/v1/apikeys {app, scope}: 201 with the
+// key, shown this once. Scope is publish (default) or admin; only callers
+// that manage the tenant reach this route, so only they make admin keys.
 func (s *Server) createAPIKey(c echo.Context) error {
 	k, err := tenantCaller(c)
 	if err != nil {
 		return err
 	}
 	var req struct {
-		App string `json:"app"`
+		App   string `json:"app"`
+		Scope string `json:"scope"`
 	}
 	if err := decodeJSON(c, smallBody, &req); err != nil {
 		return err
@@ -297,7 +300,14 @@ func (s *Server) createAPIKey(c echo.Context) error {
 	if req.App == "" {
 		return invalidField("app", "required")
 	}
-	key, whole, err := s.cfg.Tenancy.IssueAPIKey(c.Request().Context(), k.Actor, k.Tenant, req.App)
+	scope, err := tenant.ParseAPIKeyScope(req.Scope)
+	if err != nil {
+		return invalidField("scope", "want publish or admin")
+	}
+	if scope == tenant.ScopeAdmin && !k.Manages() {
+		return fmt.Errorf("%w: only the tenant's owners and admin keys may create admin keys", ErrForbidden)
+	}
+	key, whole, err := s.cfg.Tenancy.IssueAPIKey(c.Request().Context(), k.Actor, k.Tenant, req.App, scope)
 	if err != nil {
 		return err
 	}
@@ -322,6 +332,7 @@ func (s *Server) revokeAPIKey(c echo.Context) error {
 		return err
 	}
 	s.api.keys.forget(k.TenantID, prefix)
+	s.api.notify()
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -412,6 +423,7 @@ func (s *Server) addACL(c echo.Context) error {
 		return err
 	}
 	s.api.rules.forget(k.Tenant)
+	s.api.notify()
 	return c.JSON(http.StatusCreated, ruleView{Subject: subject, Effect: r.Effect.String(), Action: actionName(r.Action), Filter: r.Filter})
 }
 
@@ -430,5 +442,6 @@ func (s *Server) removeACL(c echo.Context) error {
 		return err
 	}
 	s.api.rules.forget(k.Tenant)
+	s.api.notify()
 	return c.NoContent(http.StatusNoContent)
 }

@@ -18,7 +18,10 @@ type Tenancy interface {
 	ListTenants(ctx context.Context) ([]tenant.Tenant, error)
 	SetStatus(ctx context.Context, actor, slug string, st tenant.Status) (*tenant.Tenant, error)
 	SetLimits(ctx context.Context, actor, slug string, l tenant.Limits) (*tenant.Tenant, error)
-	VerifyAPIKey(ctx context.Context, key string) (*tenant.Tenant, *tenant.App, error)
+	// VerifyAPIKey returns the tenant, app and key of a valid API key;
+	// auth.ErrBadCredentials for a wrong, unknown or revoked one,
+	// auth.ErrNotAuthorized if its tenant is suspended.
+	VerifyAPIKey(ctx context.Context, key string) (*tenant.Tenant, *tenant.App, *tenant.APIKey, error)
 	AddRule(ctx context.Context, actor, slug, subject string, r auth.Rule) error
 	RemoveRule(ctx context.Context, actor, slug, subject string, r auth.Rule) error
 	ListRules(ctx context.Context, slug string) ([]auth.SubjectRule, error)
@@ -44,9 +47,10 @@ type Tenancy interface {
 	RevokeCredential(ctx context.Context, actor, slug, username string) error
 	// ListAPIKeys returns the tenant's API keys, newest first.
 	ListAPIKeys(ctx context.Context, slug string) ([]tenant.APIKey, error)
-	// IssueAPIKey creates an API key of the app and returns it with the
-	// whole key "<prefix>.<secret>", shown once.
-	IssueAPIKey(ctx context.Context, actor, slug, app string) (*tenant.APIKey, string, error)
+	// IssueAPIKey creates an API key of the app with this scope and
+	// returns it with the whole key "<prefix>.<secret>", shown once.
+	// tenant.ErrInvalid for an unknown scope.
+	IssueAPIKey(ctx context.Context, actor, slug, app string, scope tenant.APIKeyScope) (*tenant.APIKey, string, error)
 	// RevokeAPIKey revokes the tenant's key with this prefix.
 	RevokeAPIKey(ctx context.Context, actor, slug, prefix string) error
 	// APIKeyRules returns the ACL rules of an API key of the app.

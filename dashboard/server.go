@@ -3,8 +3,13 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -24,6 +29,12 @@ type Config struct {
 	// SecureCookies marks session cookies Secure. Set it whenever the
 	// dashboard is reached over HTTPS (always in production).
 	SecureCookies bool
+	// TrustedProxies are the addresses of the reverse proxies in front of
+	// the dashboard (TLS terminators, load balancers). The client address
+	// that throttles are keyed on is then taken from X-Forwarded-For, up
+	// to the first hop that is not one of them; without any, it is the
+	// connection's address and X-Forwarded-For is ignored.
+	TrustedProxies []netip.Prefix
 	// Health reports whether the backbone is usable (GET /healthz).
 	Health func(ctx context.Context) error
 	// Logger receives logs. Default slog.Default().
@@ -55,6 +66,7 @@ func New(cfg Config) (*Server, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			s.log.Error("handler panic", "err", err, "path", c.Path(), "stack", string(stack))
@@ -67,7 +79,12 @@ func New(cfg Config) (*Server, error) {
 		XFrameOptions:         "DENY",
 		ReferrerPolicy:        "same-origin",
 		ContentSecurityPolicy: "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+		// Strict-Transport-Security over TLS (or behind a proxy that says
+		// so); not for subdomains, which are tenants' MQTT host names.
+		HSTSMaxAge:            365 * 24 * 60 * 60,
+		HSTSExcludeSubdomains: true,
 	}))
+	e.Use(s.limitRequest)
 	e.GET("/healthz", s.healthz)
 	var err error
 	if s.api, err = s.routesAPI(e.Group("/api/v1")); err != nil {
@@ -78,6 +95,78 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.echo = e
 	return s, nil
+}
+
+// ipExtractor returns how the client's address is found: the connection's,
+// or, behind trusted proxies, the last X-Forwarded-For hop that is not one
+// of them. Echo trusts loopback and private addresses by default; here only
+// the configured ranges are.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		p = p.Masked()
+		bits := 32
+		if p.Addr().Is6() {
+			bits = 128
+		}
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// clientIP is the address of the client that sent the request (see
+// Config.TrustedProxies).
+func (s *Server) clientIP(c echo.Context) string { return c.RealIP() }
+
+// Request limits: every response must be written within writeTimeout
+// (long-lived streams extend it per write), and a request body is at most
+// bodyLimit bytes (the API's routes apply their own, smaller limits as they
+// read it).
+const (
+	writeTimeout = 60 * time.Second
+	formBody     = 64 << 10
+)
+
+// limitRequest bounds the request body and the time to write the response:
+// the HTTP server has no WriteTimeout, which would end live watches, so
+// each request gets a write deadline of its own.
+func (s *Server) limitRequest(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		limit := int64(formBody)
+		if strings.HasPrefix(r.URL.Path, "/api/") && s.api != nil {
+			limit = s.api.batchBodyLimit()
+		}
+		if r.ContentLength > limit {
+			return &http.MaxBytesError{Limit: limit}
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+		// Not every ResponseWriter has deadlines (httptest's): then
+		// there is nothing to bound.
+		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(writeTimeout))
+		return next(c)
+	}
+}
+
+// parseForm reads a form post's body (bounded by limitRequest): a body
+// over the limit is 413 rather than a form without fields.
+func parseForm(c echo.Context) error {
+	r := c.Request()
+	ct := r.Header.Get(echo.HeaderContentType)
+	var err error
+	if strings.HasPrefix(ct, echo.MIMEMultipartForm) {
+		err = r.ParseMultipartForm(formBody)
+	} else {
+		err = r.ParseForm()
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return nil
 }
 
 // Handler returns the HTTP handler serving the dashboard and API.
@@ -100,7 +189,10 @@ func (s *Server) healthz(c echo.Context) error {
 
 // requireCaller authenticates the request with an API key (Authorization
 // header) or a dashboard session cookie (with a CSRF token on unsafe
-// methods) and records the Caller; 401 otherwise.
+// methods) and records the Caller; 401 otherwise. A suspended tenant's
+// owner may look but not change anything: unsafe methods are 403 (a
+// suspended tenant's API keys do not authenticate at all; live watches,
+// GET requests, are refused in watchTopic).
 func (s *Server) requireCaller(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		k, err := s.apiKeyCaller(c)
@@ -114,6 +206,9 @@ func (s *Server) requireCaller(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if k == nil {
 			return ErrUnauthenticated
+		}
+		if k.Suspended && unsafeMethod(c.Request().Method) {
+			return fmt.Errorf("%w: the tenant is suspended: nothing can be changed until a platform operator resumes it", ErrForbidden)
 		}
 		setCaller(c, k)
 		return next(c)

@@ -76,12 +76,17 @@ const (
 	sweepEvery = 10 * time.Minute
 )
 
-// Throttles (failures per window). Sign-in: per email and per address;
-// sign-up: per address (each sign-up creates a tenant).
+// Throttles (attempts per window; a successful sign-in is not counted).
+// Sign-in: per account at one address (5/min), per address (20/min), and
+// per account from anywhere (30/min: more than one address can try, so a
+// third party at one address cannot lock an owner out, while a guesser
+// with many addresses is still slowed). Sign-up: per address (each
+// sign-up creates a tenant; probes of existing emails count too).
 var (
-	loginPerEmail = loginLimit{burst: 5, window: time.Minute}
-	loginPerAddr  = loginLimit{burst: 20, window: time.Minute}
-	signupPerAddr = loginLimit{burst: 10, window: time.Hour}
+	loginPerAccountAddr = loginLimit{burst: 5, window: time.Minute}
+	loginPerAccount     = loginLimit{burst: 30, window: time.Minute}
+	loginPerAddr        = loginLimit{burst: 20, window: time.Minute}
+	signupPerAddr       = loginLimit{burst: 10, window: time.Hour}
 )
 
 // webState is the dashboard pages' state.
@@ -90,8 +95,9 @@ type webState struct {
 	pages    map[string]*template.Template
 	static   map[string]staticFile
 	throttle *loginThrottle
-	// verify bounds concurrent argon2id verifications (19 MiB each).
-	verify chan struct{}
+	// argon bounds concurrent argon2id hashes and verifications (19 MiB
+	// each): see argon2.
+	argon chan struct{}
 	// dummyHash is verified for unknown emails, so that they cost as much
 	// as a wrong password.
 	dummyHash string
@@ -146,7 +152,7 @@ func (s *Server) routesWeb(e *echo.Echo) (*webState, error) {
 	w := &webState{
 		deps:      d,
 		throttle:  newLoginThrottle(16384),
-		verify:    make(chan struct{}, max(2, runtime.NumCPU())),
+		argon:     make(chan struct{}, max(2, min(runtime.NumCPU(), 8))),
 		dummyHash: dummy,
 		quit:      make(chan struct{}),
 	}

@@ -22,6 +22,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -103,9 +104,10 @@ type webSession struct {
 }
 
 func (ws *webSession) caller() *Caller {
-	k := &Caller{Actor: ws.user.Email, UserID: ws.user.ID, Operator: ws.user.Role == tenant.RoleOperator, Session: true}
+	k := &Caller{Actor: ws.user.Email, UserID: ws.user.ID, Operator: ws.user.Role == tenant.RoleOperator, Session: true, SessionID: ws.sess.ID}
 	if ws.tenant != nil {
 		k.TenantID, k.Tenant = ws.tenant.ID, ws.tenant.Slug
+		k.Suspended = ws.tenant.Status != tenant.Active
 	}
 	return k
 }
@@ -133,8 +135,8 @@ func unsafeMethod(m string) bool {
 	return true
 }
 
-// session returns the request's valid session, or nil. An expired session
-// is deleted. The result is cached on c.
+// session returns the request's valid session, or nil. The result is
+// cached on c.
 func (s *Server) session(c echo.Context) (*webSession, error) {
 	w := s.web
 	if !w.enabled() {
@@ -147,8 +149,19 @@ func (s *Server) session(c echo.Context) (*webSession, error) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
 		return nil, nil
 	}
-	ctx := c.Request().Context()
-	id := w.sessionID(ck.Value)
+	ws, err := s.loadSession(c.Request().Context(), w.sessionID(ck.Value), true)
+	if err != nil || ws == nil {
+		return nil, err
+	}
+	c.Set(webSessionKey, ws)
+	return ws, nil
+}
+
+// loadSession returns the valid session with this stored ID, with its user
+// and tenant, or nil (none, ended, or its user has no tenant and is no
+// operator). An expired session is deleted; touch records its use.
+func (s *Server) loadSession(ctx context.Context, id string, touch bool) (*webSession, error) {
+	w := s.web
 	sess, user, err := w.deps.Store.SessionUser(ctx, id)
 	if errors.Is(err, tenant.ErrNotFound) {
 		return nil, nil
@@ -163,7 +176,7 @@ func (s *Server) session(c echo.Context) (*webSession, error) {
 		}
 		return nil, nil
 	}
-	if now.Sub(sess.LastSeen) >= sessionTouch {
+	if touch && now.Sub(sess.LastSeen) >= sessionTouch {
 		if err := w.deps.Store.TouchSession(ctx, id, now); err != nil {
 			s.log.Warn("updating dashboard session", "err", err)
 		}
@@ -181,7 +194,6 @@ func (s *Server) session(c echo.Context) (*webSession, error) {
 	} else if user.Role != tenant.RoleOperator {
 		return nil, nil
 	}
-	c.Set(webSessionKey, ws)
 	return ws, nil
 }
 
@@ -372,23 +384,15 @@ func (s *Server) loginPage(c echo.Context) error {
 
 func (s *Server) login(c echo.Context) error {
 	w := s.web
+	if err := parseForm(c); err != nil {
+		return err
+	}
 	if !s.checkFormCSRF(c) {
 		return s.formExpired(c)
 	}
 	email, _ := tenant.NormalizeEmail(c.FormValue("email"))
 	password := c.FormValue("password")
 	f := authForm{Email: email, Next: safeNext(c.FormValue("next")), Errors: map[string]string{}}
-	now := w.now()
-	emailKey, ipKey := "login:"+email, "login:"+loginAddrKey(c.Request().RemoteAddr)
-	if wait := max(w.throttle.wait(now, emailKey), w.throttle.wait(now, ipKey)); wait > 0 {
-		secs := int((wait + time.Second - 1) / time.Second)
-		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-		f.RetryAfter = secs
-		f.Errors[""] = fmt.Sprintf("Too many sign-in attempts for this account or from your network. "+
-			"For your security, sign-in is paused: try again in %s.", humanSeconds(secs))
-		s.log.Warn("dashboard sign-in throttled", "email", email, "remote", c.Request().RemoteAddr)
-		return s.render(c, http.StatusTooManyRequests, "login", page{Title: "Sign in", CSRF: s.formToken(c), Data: f})
-	}
 	if email == "" || password == "" {
 		if email == "" {
 			f.Errors["email"] = "Enter your email address."
@@ -398,9 +402,30 @@ func (s *Server) login(c echo.Context) error {
 		}
 		return s.render(c, http.StatusBadRequest, "login", page{Title: "Sign in", CSRF: s.formToken(c), Data: f})
 	}
+	// The attempt is counted before the password is checked, so that
+	// parallel guesses cannot all pass the throttle; a success gives the
+	// tokens back.
+	now := w.now()
+	addr := loginAddrKey(s.clientIP(c))
+	acct := shortHash(email)
+	keys := []limitKey{
+		{"login:pair:" + acct + "|" + addr, loginPerAccountAddr},
+		{"login:acct:" + acct, loginPerAccount},
+		{"login:addr:" + addr, loginPerAddr},
+	}
+	if wait := w.throttle.take(now, keys...); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		f.RetryAfter = secs
+		f.Errors[""] = fmt.Sprintf("Too many sign-in attempts for this account or from your network. "+
+			"For your security, sign-in is paused: try again in %s.", humanSeconds(secs))
+		s.log.Warn("dashboard sign-in throttled", "email", email, "remote", s.clientIP(c))
+		return s.render(c, http.StatusTooManyRequests, "login", page{Title: "Sign in", CSRF: s.formToken(c), Data: f})
+	}
 	ctx := c.Request().Context()
 	user, err := w.deps.Store.UserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		w.throttle.refund(now, keys...)
 		return errors.Join(ErrUnavailable, err)
 	}
 	hash := w.dummyHash
@@ -409,17 +434,19 @@ func (s *Server) login(c echo.Context) error {
 	}
 	ok, err := w.verifyPassword(ctx, hash, password)
 	if err != nil {
+		w.throttle.refund(now, keys...) // never checked
 		return err
 	}
 	if !ok || user == nil {
-		w.throttle.fail(now, emailKey, loginPerEmail)
-		w.throttle.fail(now, ipKey, loginPerAddr)
 		f.Errors[""] = "Wrong email or password."
 		return s.render(c, http.StatusUnauthorized, "login", page{Title: "Sign in", CSRF: s.formToken(c), Data: f})
 	}
-	w.throttle.reset(emailKey)
+	w.throttle.refund(now, keys...)
+	w.throttle.reset(keys[0].key)
 	if auth.NeedsRehash(user.PasswordHash) {
-		if h, err := auth.HashPassword(password); err == nil {
+		var h string
+		herr := w.argon2(ctx, func() { h, err = auth.HashPassword(password) })
+		if herr == nil && err == nil {
 			if err := w.deps.Store.SetPasswordHash(ctx, user.ID, h); err != nil {
 				s.log.Warn("rehashing a dashboard password", "err", err)
 			}
@@ -439,20 +466,47 @@ func (s *Server) login(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, next)
 }
 
-// verifyPassword checks password against an argon2id hash, at most
-// cap(verify) at a time.
+// shortHash keys a throttle bucket by an identifier of any length
+// (an email) in bounded memory.
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:16])
+}
+
+// argon2Wait bounds the wait for a turn at argon2id: past it the request
+// is answered 503 rather than queued without end.
+const argon2Wait = 10 * time.Second
+
+// argon2 runs fn, which hashes or verifies an argon2id password (19 MiB of
+// memory each), at most cap(w.argon) at a time, so that parallel sign-ins
+// and sign-ups cannot exhaust memory. ErrUnavailable if no turn comes
+// within argon2Wait.
+func (w *webState) argon2(ctx context.Context, fn func()) error {
+	t := time.NewTimer(argon2Wait)
+	defer t.Stop()
+	select {
+	case w.argon <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("%w: too many sign-ins at once; try again in a few seconds", ErrUnavailable)
+	}
+	defer func() { <-w.argon }()
+	fn()
+	return nil
+}
+
+// verifyPassword checks password against an argon2id hash (w.argon2).
 func (w *webState) verifyPassword(ctx context.Context, hash, password string) (bool, error) {
 	if len(password) > maxPasswordLength {
 		password = password[:maxPasswordLength]
 	}
-	select {
-	case w.verify <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	var ok bool
+	var verr error
+	if err := w.argon2(ctx, func() { ok, verr = auth.VerifyPassword(hash, []byte(password)) }); err != nil {
+		return false, err
 	}
-	defer func() { <-w.verify }()
-	ok, err := auth.VerifyPassword(hash, []byte(password))
-	if err != nil {
+	if verr != nil {
 		return false, nil // a corrupt hash signs nobody in
 	}
 	return ok, nil
@@ -507,6 +561,9 @@ func SuggestSlug(name string) string {
 
 func (s *Server) signup(c echo.Context) error {
 	w := s.web
+	if err := parseForm(c); err != nil {
+		return err
+	}
 	if !s.checkFormCSRF(c) {
 		return s.formExpired(c)
 	}
@@ -524,16 +581,26 @@ func (s *Server) signup(c echo.Context) error {
 	render := func(status int) error {
 		return s.render(c, status, "signup", page{Title: "Create your account", CSRF: s.formToken(c), Data: f})
 	}
+	// Every attempt is counted before anything is looked up (parallel
+	// sign-ups cannot all pass, and probing which emails have an account
+	// is throttled too); an attempt that is refused before it reaches the
+	// database, or for a taken tenant ID (public: host names), gets its
+	// token back.
 	now := w.now()
-	ipKey := "signup:" + loginAddrKey(c.Request().RemoteAddr)
-	if wait := w.throttle.wait(now, ipKey); wait > 0 {
+	ipKey := limitKey{"signup:addr:" + loginAddrKey(s.clientIP(c)), signupPerAddr}
+	if wait := w.throttle.take(now, ipKey); wait > 0 {
 		secs := int((wait + time.Second - 1) / time.Second)
 		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 		f.Errors[""] = fmt.Sprintf("Too many sign-ups from your network. Try again in %s.", humanSeconds(secs))
 		return render(http.StatusTooManyRequests)
 	}
-	switch {
-	case !emailOK:
+	counted := true
+	defer func() {
+		if !counted {
+			w.throttle.refund(now, ipKey)
+		}
+	}()
+	if !emailOK {
 		f.Errors["email"] = "Enter a valid email address, like you@example.com."
 	}
 	if msg := passwordProblem(password); msg != "" {
@@ -554,33 +621,52 @@ func (s *Server) signup(c echo.Context) error {
 		f.Errors["slug"] = fmt.Sprintf("%q is reserved. Choose another.", tenant.DefaultSlug)
 	}
 	if len(f.Errors) > 0 {
+		counted = false
 		return render(http.StatusBadRequest)
 	}
 	ctx := c.Request().Context()
-	if _, err := w.deps.Store.UserByEmail(ctx, email); err == nil {
-		f.Errors["email"] = "An account with this email already exists. Sign in instead."
-		return render(http.StatusConflict)
-	} else if !errors.Is(err, tenant.ErrNotFound) {
-		return errors.Join(ErrUnavailable, err)
-	}
 	if _, err := s.cfg.Tenancy.Tenant(ctx, f.Slug); err == nil {
+		counted = false
 		f.Errors["slug"] = fmt.Sprintf("%q is taken. Choose another.", f.Slug)
 		return render(http.StatusConflict)
-	}
-	user, err := NewUser(email, password, "")
-	if err != nil {
+	} else if !errors.Is(err, tenant.ErrNotFound) {
+		counted = false
 		return err
 	}
-	w.throttle.fail(now, ipKey, signupPerAddr)
+	// The same words whether the email has an account or the account
+	// could not be made for another reason; the attempt stays counted.
+	accountExists := func() error {
+		f.Errors["email"] = "We could not create an account with this email. If you already have one, sign in instead."
+		return render(http.StatusConflict)
+	}
+	if _, err := w.deps.Store.UserByEmail(ctx, email); err == nil {
+		return accountExists()
+	} else if !errors.Is(err, tenant.ErrNotFound) {
+		counted = false
+		return errors.Join(ErrUnavailable, err)
+	}
+	var user *tenant.User
+	var uerr error
+	if err := w.argon2(ctx, func() { user, uerr = NewUser(email, password, "") }); err != nil {
+		counted = false
+		return err
+	}
+	if uerr != nil {
+		counted = false
+		return uerr
+	}
 	t, err := s.cfg.Tenancy.CreateTenant(ctx, email, f.Slug, f.Name)
 	switch {
 	case errors.Is(err, tenant.ErrConflict):
+		counted = false
 		f.Errors["slug"] = fmt.Sprintf("%q is taken. Choose another.", f.Slug)
 		return render(http.StatusConflict)
 	case errors.Is(err, tenant.ErrInvalid):
+		counted = false
 		f.Errors["slug"] = "Use 1–32 lower-case letters, digits and inner hyphens."
 		return render(http.StatusBadRequest)
 	case err != nil:
+		counted = false
 		return err
 	}
 	user.TenantID, user.Role = t.ID, tenant.RoleOwner
@@ -588,8 +674,7 @@ func (s *Server) signup(c echo.Context) error {
 		// The tenant stays, without an owner (an operator can see it).
 		s.log.Error("dashboard sign-up: tenant created but its owner was not", "tenant", t.Slug, "err", err)
 		if errors.Is(err, tenant.ErrConflict) {
-			f.Errors["email"] = "An account with this email already exists. Sign in instead."
-			return render(http.StatusConflict)
+			return accountExists()
 		}
 		return err
 	}
@@ -602,6 +687,9 @@ func (s *Server) signup(c echo.Context) error {
 
 // logout ends the session (a form post with the session's CSRF token).
 func (s *Server) logout(c echo.Context) error {
+	if err := parseForm(c); err != nil {
+		return err
+	}
 	ws, err := s.session(c)
 	if err != nil {
 		return err
@@ -613,6 +701,7 @@ func (s *Server) logout(c echo.Context) error {
 		if err := s.web.deps.Store.DeleteSession(c.Request().Context(), ws.sess.ID); err != nil {
 			return errors.Join(ErrUnavailable, err)
 		}
+		s.api.notify() // its live watches end
 	}
 	s.clearCookie(c, sessionCookie)
 	return c.Redirect(http.StatusSeeOther, "/login?m=out")
@@ -646,8 +735,13 @@ func (s *Server) requirePage(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request().URL.RequestURI())+m)
 		}
-		if unsafeMethod(c.Request().Method) && !sessionCSRFOK(c, ws) {
-			return s.formExpiredSession(c)
+		if unsafeMethod(c.Request().Method) {
+			if err := parseForm(c); err != nil {
+				return err
+			}
+			if !sessionCSRFOK(c, ws) {
+				return s.formExpiredSession(c)
+			}
 		}
 		return next(c)
 	}

@@ -3,11 +3,13 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -239,6 +241,12 @@ type webEnv struct {
 
 func newWebEnv(t *testing.T) *webEnv {
 	t.Helper()
+	return newWebEnvWith(t, nil)
+}
+
+// newWebEnvWith is newWebEnv with the configuration changed by edit.
+func newWebEnvWith(t *testing.T, edit func(*Config)) *webEnv {
+	t.Helper()
 	key := make([]byte, auth.KeySize)
 	keyed, err := auth.NewKeyed(key)
 	if err != nil {
@@ -246,11 +254,15 @@ func newWebEnv(t *testing.T) *webEnv {
 	}
 	st := newMemStore()
 	clk := &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	s, err := New(Config{
+	cfg := Config{
 		Tenancy: &memTenancy{store: st},
 		Web:     WebDeps{Store: st, Keyed: keyed, Now: clk.Now, MQTTPort: 1883},
 		Logger:  slog.New(slog.DiscardHandler),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,34 +386,267 @@ func TestLoginThrottle(t *testing.T) {
 	th := newLoginThrottle(3)
 	now := time.Unix(1000, 0)
 	l := loginLimit{burst: 5, window: time.Minute}
+	a := limitKey{"a", l}
 	for i := range 5 {
-		if w := th.wait(now, "a"); w != 0 {
-			t.Fatalf("blocked after %d failures", i)
+		if w := th.take(now, a); w != 0 {
+			t.Fatalf("blocked after %d attempts", i)
 		}
-		th.fail(now, "a", l)
 	}
-	w := th.wait(now, "a")
+	w := th.take(now, a)
 	if w <= 0 || w > 12*time.Second {
-		t.Fatalf("after 5 failures: wait %v, want (0, 12s]", w)
+		t.Fatalf("after 5 attempts: wait %v, want (0, 12s]", w)
 	}
-	if th.wait(now.Add(w), "a") != 0 {
+	if th.take(now.Add(w), a) != 0 {
 		t.Error("still blocked once a token came back")
 	}
+	// A refund gives a token back (a successful attempt).
+	th.refund(now.Add(w), a)
+	if th.take(now.Add(w), a) != 0 {
+		t.Error("blocked after a refund")
+	}
 	th.reset("a")
-	if th.wait(now, "a") != 0 {
+	if th.take(now, a) != 0 {
 		t.Error("blocked after reset")
 	}
+	// All or nothing: a blocked key takes no token from the others.
+	th = newLoginThrottle(100)
+	x, y := limitKey{"x", loginLimit{burst: 1, window: time.Minute}}, limitKey{"y", l}
+	th.take(now, x)
+	for range 3 {
+		if th.take(now, x, y) == 0 {
+			t.Fatal("x has no token, yet the attempt passed")
+		}
+	}
+	if got := th.buckets["y"]; got != nil {
+		t.Errorf("y was charged by refused attempts: %+v", got)
+	}
 	// A full table forgets refilled keys, then stops tracking new ones.
-	th.fail(now, "b", l)
-	th.fail(now, "c", l)
-	th.fail(now, "d", l)
-	th.fail(now, "e", l) // table full of fresh keys: e is not tracked
+	th = newLoginThrottle(3)
+	for _, k := range []string{"b", "c", "d", "e"} { // e: table full of fresh keys
+		th.take(now, limitKey{k, l})
+	}
 	if len(th.buckets) != 3 {
 		t.Errorf("%d buckets, want at most 3", len(th.buckets))
 	}
-	th.fail(now.Add(time.Hour), "f", l) // b, c, d have refilled
+	th.take(now.Add(time.Hour), limitKey{"f", l}) // b, c, d have refilled
 	if th.buckets["f"] == nil || th.buckets["b"] != nil {
 		t.Errorf("refilled buckets not swept: %v", th.buckets)
+	}
+}
+
+// TestLoginThrottleParallel: wrong passwords sent at once are counted
+// before any is verified, so no more than the limit are checked, and the
+// right password that follows them is refused too.
+func TestLoginThrottleParallel(t *testing.T) {
+	e := newWebEnv(t)
+	e.signup(t, "ann@example.com", "acme")
+	const n = 40
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	for i := range n {
+		c := e.browser(t)
+		tok := formCSRF(t, c, e.ts.URL+"/login")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := c.PostForm(e.ts.URL+"/login", url.Values{csrfField: {tok}, "email": {"ann@example.com"}, "password": {fmt.Sprintf("wrong password %d", i)}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusUnauthorized] != 5 || count[http.StatusTooManyRequests] != n-5 {
+		t.Errorf("statuses %v: want 5 wrong passwords checked, %d refused", count, n-5)
+	}
+	c := e.browser(t)
+	res, _ := postForm(t, c, e.ts.URL+"/login", url.Values{csrfField: {formCSRF(t, c, e.ts.URL+"/login")}, "email": {"ann@example.com"}, "password": {"correct horse battery"}})
+	if res.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("right password right after: %d, want 429", res.StatusCode)
+	}
+}
+
+// TestLoginThrottleKeys: one address cannot lock an account out for
+// everyone (the per-account limit is per address, plus a looser global
+// one), and a success gives its tokens back.
+func TestLoginThrottleKeys(t *testing.T) {
+	e := newWebEnv(t)
+	e.signup(t, "ann@example.com", "acme")
+	login := func(addr, pw string) int {
+		c := e.browser(t)
+		tok := formCSRF(t, c, e.ts.URL+"/login")
+		req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/login", strings.NewReader(url.Values{csrfField: {tok}, "email": {"ann@example.com"}, "password": {pw}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", addr)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	// Without trusted proxies X-Forwarded-For is ignored: every attempt
+	// comes from the test's own address.
+	for range 5 {
+		login("192.0.2.1", "wrong password")
+	}
+	if got := login("192.0.2.2", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("X-Forwarded-For from an untrusted peer changed the address: %d", got)
+	}
+	e.clock.advance(time.Minute)
+	// Successes cost nothing: many in a row pass.
+	for i := range 8 {
+		if got := login("", "correct horse battery"); got != http.StatusSeeOther {
+			t.Fatalf("sign-in #%d: %d", i+1, got)
+		}
+	}
+}
+
+// TestLoginTrustedProxies: behind a trusted proxy the address is the
+// client's from X-Forwarded-For, so one client's failures do not block
+// another's; the per-account limit over all addresses still applies.
+func TestLoginTrustedProxies(t *testing.T) {
+	e := newWebEnvWith(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	e.signup(t, "ann@example.com", "acme")
+	login := func(addr, pw string) int {
+		c := e.browser(t)
+		tok := formCSRF(t, c, e.ts.URL+"/login")
+		req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/login", strings.NewReader(url.Values{csrfField: {tok}, "email": {"ann@example.com"}, "password": {pw}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", addr)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for range 5 {
+		if got := login("198.51.100.7", "wrong password"); got != http.StatusUnauthorized {
+			t.Fatalf("wrong password: %d", got)
+		}
+	}
+	if got := login("198.51.100.7", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("the attacker's address after 5 failures: %d, want 429", got)
+	}
+	if got := login("203.0.113.9", "correct horse battery"); got != http.StatusSeeOther {
+		t.Fatalf("the owner from elsewhere: %d, want 303", got)
+	}
+	// A forged hop before the client's own is not believed: the proxy
+	// appends the real peer, and that is the address used.
+	if got := login("203.0.113.9, 198.51.100.7", "correct horse battery"); got != http.StatusTooManyRequests {
+		t.Fatalf("forged X-Forwarded-For: %d, want 429", got)
+	}
+	// Many addresses: the per-account limit (30 a minute) over all of them.
+	refused := 0
+	for i := range 40 {
+		if login(fmt.Sprintf("192.0.2.%d", i+1), "wrong password") == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("40 wrong passwords from 40 addresses in a minute: none refused")
+	}
+}
+
+// TestSignupThrottleParallel: sign-ups sent at once from one address are
+// counted before any is checked: 10 an hour, whatever the concurrency.
+func TestSignupThrottleParallel(t *testing.T) {
+	e := newWebEnv(t)
+	const n = 30
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	for i := range n {
+		c := e.browser(t)
+		tok := formCSRF(t, c, e.ts.URL+"/signup")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := c.PostForm(e.ts.URL+"/signup", url.Values{csrfField: {tok}, "email": {fmt.Sprintf("u%d@example.com", i)},
+				"password": {"correct horse battery"}, "name": {"Org"}, "slug": {fmt.Sprintf("org-%d", i)}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusSeeOther] != 10 || count[http.StatusTooManyRequests] != n-10 {
+		t.Errorf("statuses %v: want 10 sign-ups, %d refused", count, n-10)
+	}
+}
+
+// TestSignupEnumeration: whether an email has an account is told in the
+// same words as any other refusal of it, and probing is throttled; form
+// mistakes and taken tenant IDs do not count.
+func TestSignupEnumeration(t *testing.T) {
+	e := newWebEnv(t)
+	e.signup(t, "victim@example.com", "acme") // 1 of this address's 10
+	c := e.browser(t)
+	post := func(email, slug, pw string) (int, string) {
+		res, body := postForm(t, c, e.ts.URL+"/signup", url.Values{csrfField: {formCSRF(t, c, e.ts.URL+"/signup")},
+			"email": {email}, "password": {pw}, "name": {"X"}, "slug": {slug}})
+		return res.StatusCode, body
+	}
+	for range 5 {
+		if code, _ := post("new@example.com", "x", "short"); code != http.StatusBadRequest {
+			t.Fatalf("short password: %d", code)
+		}
+		if code, _ := post("new@example.com", "acme", "correct horse battery"); code != http.StatusConflict {
+			t.Fatalf("taken slug: %d", code)
+		}
+	}
+	codes := map[int]int{}
+	for i := range 20 {
+		code, body := post("victim@example.com", fmt.Sprintf("probe-%d", i), "correct horse battery")
+		codes[code]++
+		if code == http.StatusConflict && (strings.Contains(body, "already exists") || !strings.Contains(body, "If you already have one, sign in")) {
+			t.Fatalf("existing email: the answer names it: %s", body)
+		}
+	}
+	if codes[http.StatusConflict] != 9 || codes[http.StatusTooManyRequests] != 11 {
+		t.Errorf("20 probes: %v, want 9 answered (10 an hour, one used by the sign-up) and 11 refused", codes)
+	}
+}
+
+// TestArgon2Bounded: argon2id work waits for a turn (at most cap at once)
+// and gives up with 503 rather than queueing without end.
+func TestArgon2Bounded(t *testing.T) {
+	w := &webState{argon: make(chan struct{}, 1)}
+	w.argon <- struct{}{} // the one turn is taken
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	ran := false
+	if err := w.argon2(ctx, func() { ran = true }); err == nil || ran {
+		t.Fatalf("ran without a turn: %v", err)
+	}
+	<-w.argon
+	if err := w.argon2(context.Background(), func() { ran = true }); err != nil || !ran {
+		t.Fatalf("with a free turn: %v, ran %v", err, ran)
+	}
+	if len(w.argon) != 0 {
+		t.Error("turn not given back")
 	}
 }
 
@@ -697,7 +942,7 @@ func TestSignupValidation(t *testing.T) {
 		{"bad slug", url.Values{"email": {"b@example.com"}, "password": {"correct horse battery"}, "name": {"X"}, "slug": {"-x-"}}, 400, "slug-error"},
 		{"reserved slug", url.Values{"email": {"b@example.com"}, "password": {"correct horse battery"}, "name": {"X"}, "slug": {"default"}}, 400, "slug-error"},
 		{"slug taken", url.Values{"email": {"b@example.com"}, "password": {"correct horse battery"}, "name": {"X"}, "slug": {"acme"}}, 409, "slug-error"},
-		{"email taken", url.Values{"email": {"ANN@example.com"}, "password": {"correct horse battery"}, "name": {"X"}, "slug": {"other"}}, 409, "email-error"},
+		{"email has an account", url.Values{"email": {"ANN@example.com"}, "password": {"correct horse battery"}, "name": {"X"}, "slug": {"other"}}, 409, "email-error"},
 		{"no name", url.Values{"email": {"b@example.com"}, "password": {"correct horse battery"}, "name": {""}, "slug": {"x"}}, 400, "name-error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

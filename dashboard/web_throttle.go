@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// loginThrottle counts failures per key (an email, an address) in token
-// buckets: a key has burst tokens, each failure takes one, and they come
-// back at burst per window. A key without tokens is blocked until one is
-// back. The table is bounded: when it is full, buckets that have refilled
+// loginThrottle counts attempts per key (an account, an address, an
+// account at an address) in token buckets: a key has burst tokens, each
+// attempt takes one before it is checked (take) and a successful one gives
+// it back (refund); tokens come back at burst per window. A key without
+// tokens is blocked until one is back. The table is bounded: when it is full, buckets that have refilled
 // are forgotten, and if none has, new keys are not tracked (fail open: a
 // flood of distinct keys must not lock everyone out, and each key is still
 // limited by the address loginBucket of the same attempt).
@@ -45,38 +46,61 @@ func (b *loginBucket) refill(now time.Time) {
 	}
 }
 
-// wait returns how long key stays blocked (0: not blocked).
-func (t *loginThrottle) wait(now time.Time, key string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.buckets[key]
-	if b == nil {
-		return 0
-	}
-	b.refill(now)
-	if b.tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - b.tokens) * float64(b.per))
+// limitKey is one bucket an attempt takes a token from.
+type limitKey struct {
+	key   string
+	limit loginLimit
 }
 
-// fail takes a token from key's loginBucket.
-func (t *loginThrottle) fail(now time.Time, key string, l loginLimit) {
+// take counts one attempt against every key at once, before the attempt is
+// checked (so that parallel attempts cannot all pass a check made before
+// any of them is counted): if any key has no token left it takes none and
+// returns how long until all of them have one again; otherwise it takes a
+// token from each and returns 0. A success gives them back (refund).
+func (t *loginThrottle) take(now time.Time, keys ...limitKey) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.buckets[key]
-	if b == nil {
-		if len(t.buckets) >= t.max {
-			t.sweepLocked(now)
-			if len(t.buckets) >= t.max {
-				return
+	var wait time.Duration
+	for _, k := range keys {
+		if b := t.buckets[k.key]; b != nil {
+			b.refill(now)
+			if b.tokens < 1 {
+				wait = max(wait, time.Duration((1-b.tokens)*float64(b.per)))
 			}
 		}
-		b = &loginBucket{tokens: float64(l.burst), at: now, burst: float64(l.burst), per: l.window / time.Duration(l.burst)}
-		t.buckets[key] = b
 	}
-	b.refill(now)
-	b.tokens = math.Max(0, b.tokens-1)
+	if wait > 0 {
+		return wait
+	}
+	for _, k := range keys {
+		b := t.buckets[k.key]
+		if b == nil {
+			if len(t.buckets) >= t.max {
+				t.sweepLocked(now)
+				if len(t.buckets) >= t.max {
+					continue // fail open for this key; the others still count
+				}
+			}
+			l := k.limit
+			b = &loginBucket{tokens: float64(l.burst), at: now, burst: float64(l.burst), per: l.window / time.Duration(l.burst)}
+			t.buckets[k.key] = b
+		}
+		b.tokens = math.Max(0, b.tokens-1)
+	}
+	return 0
+}
+
+// refund gives back the tokens an attempt took (it succeeded, or it never
+// reached the check it was counted for).
+func (t *loginThrottle) refund(now time.Time, keys ...limitKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		if b := t.buckets[k.key]; b != nil {
+			b.refill(now)
+			b.tokens = math.Min(b.burst, b.tokens+1)
+		}
+	}
 }
 
 // reset forgets key (after a successful sign-in).

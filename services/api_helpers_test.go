@@ -20,6 +20,7 @@ import (
 
 	"github.com/relaymq/relay/services"
 	"github.com/relaymq/relay/services/admin"
+	"github.com/relaymq/relay/tenant"
 )
 
 // apiEnv is a running Server with its HTTP API.
@@ -48,8 +49,8 @@ func startAPI(t testing.TB, opts ...serverOption) *apiEnv {
 	return &apiEnv{tenancyEnv: env, base: "http://" + a.String() + "/api/v1"}
 }
 
-// apiTenant is a tenant with one app "devices", a credential and an API
-// key of that app.
+// apiTenant is a tenant with one app "devices", a credential and an
+// admin-scoped API key of that app (the tests manage the tenant with it).
 type apiTenant struct {
 	slug string
 	cred *admin.NewCredential
@@ -61,7 +62,7 @@ type apiTenant struct {
 func (e *apiEnv) newAPITenant(t testing.TB, slug string) *apiTenant {
 	t.Helper()
 	cred := e.setup(t, slug)
-	k, err := e.adm.CreateAPIKey(opCtx(t), actor, slug, "devices")
+	k, err := e.adm.CreateAPIKey(opCtx(t), actor, slug, "devices", tenant.ScopeAdmin)
 	if err != nil {
 		t.Fatalf("create API key: %v", err)
 	}
@@ -218,7 +219,12 @@ func (c *apiClient) watch(t testing.TB, filter string, status int) *sse {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/watch?filter="+queryEscape(filter), nil)
-	req.Header.Set("Authorization", c.auth)
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	for k, v := range c.extra {
+		req.Header[k] = v
+	}
 	res, err := (&http.Client{}).Do(req)
 	if err != nil {
 		cancel()

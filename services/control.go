@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -187,6 +186,7 @@ type ControlHTTPConfig struct {
 
 // controlHTTP is the running dashboard of a control process.
 type controlHTTP struct {
+	log  *slog.Logger
 	bus  *natsbus.Bus
 	resp *inspect.Responder
 	api  *apiBackend
@@ -205,7 +205,7 @@ func (c *Control) ServeHTTP(ctx context.Context, nc *nats.Conn, cfg ControlHTTPC
 	if !nodeIDPattern.MatchString(cfg.NodeID) {
 		return fmt.Errorf("node ID %q: use 1-64 letters, digits, '-' or '_'", cfg.NodeID)
 	}
-	h := &controlHTTP{done: make(chan struct{})}
+	h := &controlHTTP{log: c.log, done: make(chan struct{})}
 	bo := cfg.Bus
 	bo.Conn, bo.NodeID, bo.Logger = nc, cfg.NodeID, c.log
 	var err error
@@ -230,7 +230,8 @@ func (c *Control) ServeHTTP(ctx context.Context, nc *nats.Conn, cfg ControlHTTPC
 	web := dashboard.WebDeps{Store: c.store, Keyed: c.keyed}
 	if h.dash, err = dashboard.New(dashboard.Config{
 		Tenancy: c.adm, API: h.api.deps(), Web: web, BaseDomain: c.cfg.BaseDomain, Logger: c.log,
-		Health: func(context.Context) error { return busBackbone{nc: nc}.Ready() },
+		TrustedProxies: cfg.API.TrustedProxies,
+		Health:         func(context.Context) error { return busBackbone{nc: nc}.Ready() },
 	}); err != nil {
 		h.close()
 		return err
@@ -239,7 +240,7 @@ func (c *Control) ServeHTTP(ctx context.Context, nc *nats.Conn, cfg ControlHTTPC
 		h.close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	h.srv = &http.Server{Handler: h.dash.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h.srv = newHTTPServer(h.dash.Handler(), cfg.API, c.log)
 	h.srv.RegisterOnShutdown(h.dash.EndStreams)
 	go func() {
 		defer close(h.done)
@@ -265,9 +266,7 @@ func (c *Control) HTTPAddr() net.Addr {
 func (h *controlHTTP) close() error {
 	var errs []error
 	if h.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, h.srv.Shutdown(ctx))
-		cancel()
+		errs = append(errs, shutdownHTTP(h.srv, h.log))
 		<-h.done
 	}
 	if h.dash != nil {

@@ -15,7 +15,8 @@ func (s *Server) newDashboard() (*dashboard.Server, error) {
 		API:     s.dashboardAPIDeps(),
 		Web:     s.dashboardWebDeps(),
 		// Tenant host names in the pages' connect instructions.
-		BaseDomain: s.cfg.Control.BaseDomain,
+		BaseDomain:     s.cfg.Control.BaseDomain,
+		TrustedProxies: s.cfg.API.TrustedProxies,
 		Health: func(context.Context) error {
 			if !s.ns.JetStreamEnabled() {
 				return errors.New("jetstream unavailable")

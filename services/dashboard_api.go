@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,9 +31,57 @@ type APIConfig struct {
 	// 300 ms.
 	InspectTimeout time.Duration
 	// MaxWatchers caps each tenant's live watches; WatchHeartbeat is
-	// their keep-alive comment interval. Defaults 10 and 15 s.
+	// their keep-alive comment interval; WatchRecheck how often each
+	// checks that its caller may still watch. Defaults 10, 15 s and 5 s.
 	MaxWatchers    int
 	WatchHeartbeat time.Duration
+	WatchRecheck   time.Duration
+	// ReadTimeout bounds the reading of a request, headers and body (a
+	// client that sends its body slowly is cut off). Default 30 s.
+	ReadTimeout time.Duration
+	// TrustedProxies are the reverse proxies in front of the HTTP port:
+	// client addresses (for throttling) are then taken from their
+	// X-Forwarded-For (dashboard.Config.TrustedProxies).
+	TrustedProxies []netip.Prefix
+}
+
+// HTTP server limits of the dashboard and API port. There is no
+// WriteTimeout, which would end live watches: the dashboard gives every
+// response a write deadline of its own.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpIdleTimeout       = 120 * time.Second
+	httpMaxHeaderBytes    = 64 << 10
+	httpShutdownTimeout   = 5 * time.Second
+)
+
+// newHTTPServer returns the HTTP server of the dashboard and API.
+func newHTTPServer(h http.Handler, cfg APIConfig, log *slog.Logger) *http.Server {
+	rt := cfg.ReadTimeout
+	if rt <= 0 {
+		rt = 30 * time.Second
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(httpReadHeaderTimeout, rt),
+		ReadTimeout:       rt,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// shutdownHTTP stops srv: it waits up to httpShutdownTimeout for requests
+// in progress, then closes every connection left (a client that stopped
+// reading must not hold the process).
+func shutdownHTTP(srv *http.Server, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("HTTP requests still in progress at shutdown: closing their connections", "err", err)
+		return srv.Close()
+	}
+	return nil
 }
 
 // apiBackend is what the JSON API uses in one process: a backbone node
@@ -82,6 +132,7 @@ func (b *apiBackend) deps() dashboard.APIDeps {
 		PublishBurst:   b.cfg.PublishBurst,
 		MaxWatchers:    b.cfg.MaxWatchers,
 		WatchHeartbeat: b.cfg.WatchHeartbeat,
+		WatchRecheck:   b.cfg.WatchRecheck,
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -135,7 +134,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.Close()
 			return err
 		}
-		s.http = &http.Server{Handler: s.dash.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.http = newHTTPServer(s.dash.Handler(), s.cfg.API, s.log)
 		s.http.RegisterOnShutdown(s.dash.EndStreams)
 		s.wg.Add(1)
 		go func() {
@@ -177,9 +176,7 @@ func (s *Server) Close() error {
 	var errs []error
 	s.once.Do(func() {
 		if s.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, s.http.Shutdown(ctx))
-			cancel()
+			errs = append(errs, shutdownHTTP(s.http, s.log))
 		}
 		s.wg.Wait()
 		if s.dash != nil {

@@ -276,19 +276,24 @@ var adminCommands = map[string]map[string]adminCommand{
 			}},
 	},
 	"apikey": {
-		"create": {usage: "--tenant SLUG --app NAME", help: "create an HTTP API key (Authorization: Bearer <key>); shown once", nargs: 0,
+		"create": {usage: "--tenant SLUG --app NAME [--scope publish|admin]", help: "create an HTTP API key (Authorization: Bearer <key>); shown once. A publish key publishes, reads and watches messages within its app's ACL; an admin key also manages the tenant (apps, credentials, API keys, ACL)", nargs: 0,
 			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
 				slug := fs.String("tenant", "", "tenant slug")
 				app := fs.String("app", "", "app name")
+				scope := fs.String("scope", "publish", "publish (messages only) or admin (also manages the tenant)")
 				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
-					k, err := c.Admin().CreateAPIKey(ctx, actorCLI, *slug, *app)
+					sc, err := tenant.ParseAPIKeyScope(*scope)
+					if err != nil {
+						return err
+					}
+					k, err := c.Admin().CreateAPIKey(ctx, actorCLI, *slug, *app, sc)
 					if err != nil {
 						return err
 					}
 					if asJSON {
 						return printJSON(out, k)
 					}
-					fmt.Fprintf(out, "key: %s\n(not stored; it will not be shown again)\n", k.Key)
+					fmt.Fprintf(out, "key: %s\nscope: %s\n(not stored; it will not be shown again)\n", k.Key, k.Scope)
 					return nil
 				}
 			}},

@@ -130,6 +130,7 @@
     }
     R.replace(box, h("div", { class: "table-wrap" }, R.table([
       { label: "Key", cell: function (k) { return h("span", { class: "mono strong" }, k.prefix + ".••••••••"); } },
+      { label: "Scope", cell: function (k) { return k.scope === "admin" ? R.pill("Admin", "warn") : R.pill("Publish", ""); } },
       { label: "Created", cell: function (k) { return R.timeEl(k.created_at, R.dateTime(k.created_at)); } },
       { label: "Status", cell: function (k) { return k.revoked ? R.pill("Revoked", "err") : R.pill("Active", "ok"); } },
       { label: "", class: "actions", cell: function (k) {
@@ -140,12 +141,15 @@
 
   async function createKey(btn) {
     try {
-      var k = await R.busy(btn, R.api("POST", "/apikeys", { app: app }));
+      var scope = document.getElementById("key-scope").value;
+      if (scope === "admin" && !(await R.confirm("Create an admin key?",
+        "An admin key can also create credentials and keys and change access rules for the whole tenant. Give it only to backends that manage the tenant.", "Create admin key"))) return;
+      var k = await R.busy(btn, R.api("POST", "/apikeys", { app: app, scope: scope }));
       var curl = "curl -X POST " + location.origin + "/api/v1/publish \\\n" +
         "  -H 'Authorization: Bearer " + k.key + "' \\\n" +
         "  -H 'Content-Type: application/json' \\\n" +
         "  -d '{\"topic\": \"devices/demo/cmd\", \"payload\": \"hello\", \"qos\": 1}'";
-      showSecret("API key created: copy it now", [secretRow("API key", "secret-key", k.key, true)],
+      showSecret((k.scope === "admin" ? "Admin" : "Publish") + " API key created: copy it now", [secretRow("API key", "secret-key", k.key, true)],
         h("pre", { class: "code" }, h("code", { id: "secret-curl" }, curl),
           h("button", { type: "button", class: "copy", "data-copy": "#secret-curl", "aria-label": "Copy command" }, R.icon("copy"))));
       await loadKeys();

@@ -132,37 +132,38 @@ func (a *Admin) SetClientCertAuth(ctx context.Context, actor, slug string, on bo
 	return t, a.audit(ctx, t, actor, "tenant.client_cert_auth", slug, detail)
 }
 
-// VerifyAPIKey returns the tenant and app of a valid, unrevoked API key
-// "<prefix>.<secret>", or auth.ErrBadCredentials (whatever was wrong).
-func (a *Admin) VerifyAPIKey(ctx context.Context, key string) (*tenant.Tenant, *tenant.App, error) {
+// VerifyAPIKey returns the tenant, app and key of a valid, unrevoked API
+// key "<prefix>.<secret>", or auth.ErrBadCredentials (whatever was wrong),
+// or auth.ErrNotAuthorized if its tenant is suspended.
+func (a *Admin) VerifyAPIKey(ctx context.Context, key string) (*tenant.Tenant, *tenant.App, *tenant.APIKey, error) {
 	prefix, secret, ok := strings.Cut(key, ".")
 	if !ok {
 		a.keyed.Verify(a.keyed.Hash(nil), []byte(secret))
-		return nil, nil, auth.ErrBadCredentials
+		return nil, nil, nil, auth.ErrBadCredentials
 	}
 	k, err := a.store.APIKeyByPrefix(ctx, prefix)
 	if err != nil {
 		a.keyed.Verify(a.keyed.Hash(nil), []byte(secret))
 		if errors.Is(err, tenant.ErrNotFound) {
-			return nil, nil, auth.ErrBadCredentials
+			return nil, nil, nil, auth.ErrBadCredentials
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if !a.keyed.Verify(k.SecretHash, []byte(secret)) || k.Revoked {
-		return nil, nil, auth.ErrBadCredentials
+		return nil, nil, nil, auth.ErrBadCredentials
 	}
 	t, err := a.store.TenantByID(ctx, k.TenantID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if t.Status != tenant.Active {
-		return nil, nil, auth.ErrNotAuthorized
+		return nil, nil, nil, auth.ErrNotAuthorized
 	}
 	app, err := a.store.AppByID(ctx, t.ID, k.AppID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return t, app, nil
+	return t, app, k, nil
 }
 
 // CreateApp creates an app with the default rule (publish and subscribe on
@@ -344,27 +345,35 @@ func (a *Admin) RevokeCredential(ctx context.Context, actor, slug, username stri
 // NewAPIKey is an API key just created (shown once).
 type NewAPIKey struct {
 	// Key is sent as "Authorization: Bearer <key>".
-	Key    string `json:"key"`
-	Prefix string `json:"prefix"`
-	Tenant string `json:"tenant"`
-	App    string `json:"app"`
+	Key    string             `json:"key"`
+	Prefix string             `json:"prefix"`
+	Tenant string             `json:"tenant"`
+	App    string             `json:"app"`
+	Scope  tenant.APIKeyScope `json:"scope"`
 }
 
 // apiKeyPrefix starts every API key's public prefix.
 const apiKeyPrefix = "rk_"
 
-// CreateAPIKey creates an HTTP API key for the app.
-func (a *Admin) CreateAPIKey(ctx context.Context, actor, slug, appName string) (*NewAPIKey, error) {
-	k, key, err := a.IssueAPIKey(ctx, actor, slug, appName)
+// CreateAPIKey creates an HTTP API key for the app with this scope
+// (tenant.ScopePublish if empty).
+func (a *Admin) CreateAPIKey(ctx context.Context, actor, slug, appName string, scope tenant.APIKeyScope) (*NewAPIKey, error) {
+	k, key, err := a.IssueAPIKey(ctx, actor, slug, appName, scope)
 	if err != nil {
 		return nil, err
 	}
-	return &NewAPIKey{Key: key, Prefix: k.Prefix, Tenant: slug, App: appName}, nil
+	return &NewAPIKey{Key: key, Prefix: k.Prefix, Tenant: slug, App: appName, Scope: k.Scope}, nil
 }
 
-// IssueAPIKey creates an HTTP API key for the app and returns it with the
-// whole key "<prefix>.<secret>" (shown once). Errors: tenant.ErrNotFound.
-func (a *Admin) IssueAPIKey(ctx context.Context, actor, slug, appName string) (*tenant.APIKey, string, error) {
+// IssueAPIKey creates an HTTP API key for the app with this scope
+// (tenant.ScopePublish if empty) and returns it with the whole key
+// "<prefix>.<secret>" (shown once). Errors: tenant.ErrNotFound,
+// tenant.ErrInvalid (an unknown scope).
+func (a *Admin) IssueAPIKey(ctx context.Context, actor, slug, appName string, scope tenant.APIKeyScope) (*tenant.APIKey, string, error) {
+	scope, err := tenant.ParseAPIKeyScope(string(scope))
+	if err != nil {
+		return nil, "", err
+	}
 	t, err := a.store.TenantBySlug(ctx, slug)
 	if err != nil {
 		return nil, "", err
@@ -377,11 +386,11 @@ func (a *Admin) IssueAPIKey(ctx context.Context, actor, slug, appName string) (*
 	rand.Read(b[:])
 	prefix := apiKeyPrefix + hex.EncodeToString(b[:])
 	secret := auth.NewSecret()
-	k := &tenant.APIKey{TenantID: t.ID, AppID: app.ID, Prefix: prefix, SecretHash: a.keyed.Hash([]byte(secret))}
+	k := &tenant.APIKey{TenantID: t.ID, AppID: app.ID, Prefix: prefix, SecretHash: a.keyed.Hash([]byte(secret)), Scope: scope}
 	if err := a.store.CreateAPIKey(ctx, k); err != nil {
 		return nil, "", err
 	}
-	if err := a.audit(ctx, t, actor, "apikey.create", prefix, "app "+appName); err != nil {
+	if err := a.audit(ctx, t, actor, "apikey.create", prefix, "app "+appName+", scope "+string(scope)); err != nil {
 		return nil, "", err
 	}
 	return k, prefix + "." + secret, nil

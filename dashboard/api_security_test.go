@@ -1,0 +1,139 @@
+package dashboard
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/tenant"
+)
+
+// Unit tests of the security review's fixes in the API: key scopes,
+// suspended tenants, watch filters. End-to-end tests are in
+// services/dashboard_security_test.go.
+
+// scopeTenancy verifies two keys of tenant acme: "rk_pub.s" (publish) and
+// "rk_adm.s" (admin). Other operations panic (answered 500 by Recover).
+type scopeTenancy struct {
+	apiFakeTenancy
+}
+
+func (f *scopeTenancy) VerifyAPIKey(_ context.Context, key string) (*tenant.Tenant, *tenant.App, *tenant.APIKey, error) {
+	t := f.tenants["acme"]
+	app := &tenant.App{ID: "a1", TenantID: t.ID, Name: "devices"}
+	switch key {
+	case "rk_pub.s":
+		return t, app, &tenant.APIKey{Prefix: "rk_pub", Scope: tenant.ScopePublish}, nil
+	case "rk_adm.s":
+		return t, app, &tenant.APIKey{Prefix: "rk_adm", Scope: tenant.ScopeAdmin}, nil
+	}
+	return nil, nil, nil, auth.ErrBadCredentials
+}
+
+// TestAPIScopes: a publish-scoped key gets 403 on exactly the management
+// routes (apps, credentials, API keys, ACL, kicking clients), an admin key
+// on none of them.
+func TestAPIScopes(t *testing.T) {
+	tn := &scopeTenancy{apiFakeTenancy{tenants: map[string]*tenant.Tenant{
+		"acme": {ID: "t1", Slug: "acme", Status: tenant.Active},
+	}}}
+	s, err := New(Config{Tenancy: tn, API: APIDeps{Backbone: apiFakeBackbone{}, Cluster: &apiFakeCluster{}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	manage := regexp.MustCompile(`^(GET|POST|DELETE) /api/v1/(apps|credentials|apikeys|acl)(/|$)|^DELETE /api/v1/clients/`)
+	param := regexp.MustCompile(`:[a-z]+`)
+	n := 0
+	for _, r := range s.echo.Routes() {
+		if !strings.HasPrefix(r.Path, "/api/v1/") || strings.HasSuffix(r.Path, "*") || strings.HasPrefix(r.Path, "/api/v1/admin/") ||
+			r.Path == "/api/v1/openapi.yaml" || r.Path == "/api/v1/watch" {
+			continue
+		}
+		route := r.Method + " " + r.Path
+		target := param.ReplaceAllString(r.Path, "x")
+		for _, key := range []string{"rk_pub.s", "rk_adm.s"} {
+			req := httptest.NewRequest(r.Method, target, strings.NewReader("{}"))
+			req.Header.Set("Authorization", "Bearer "+key)
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			denied := rec.Code == http.StatusForbidden && strings.Contains(rec.Body.String(), "publish scope")
+			want := key == "rk_pub.s" && manage.MatchString(route)
+			if denied != want {
+				t.Errorf("%s with %s: %d %s; want denied %v", route, key, rec.Code, rec.Body, want)
+			}
+			if want {
+				n++
+			}
+		}
+	}
+	if n != 13 {
+		t.Errorf("%d management routes, want 13", n)
+	}
+}
+
+// TestWatchFilterRefused: a watched filter with control characters (a
+// line break would inject events) is 400 before anything else.
+func TestWatchFilterRefused(t *testing.T) {
+	s := newAPITestServer(t)
+	owner := &Caller{Actor: "owner@example.com", Tenant: "acme", TenantID: "t1", Session: true}
+	for _, f := range []string{"a\nb", "a\rb", "x\x00", "a\u0085b"} {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/watch?filter="+url.QueryEscape(f), nil)
+		rec := httptest.NewRecorder()
+		c := s.echo.NewContext(req, rec)
+		setCaller(c, owner)
+		if err := s.watchTopic(c); err != nil {
+			s.handleError(err, c)
+		}
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"field":"filter"`) {
+			t.Errorf("filter %q: %d %s", f, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestSuspendedOwnerReadOnly: a suspended tenant's owner reads but every
+// unsafe request is 403, whatever the route.
+func TestSuspendedOwnerReadOnly(t *testing.T) {
+	e := newWebEnv(t)
+	c := e.signup(t, "ann@example.com", "acme")
+	e.store.mu.Lock()
+	for _, tn := range e.store.tenants {
+		tn.Status = tenant.Suspended
+	}
+	e.store.mu.Unlock()
+	_, body := get(t, c, e.ts.URL+"/overview")
+	m := regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`).FindStringSubmatch(body)
+	if m == nil || !strings.Contains(body, "This tenant is suspended") {
+		t.Fatalf("overview without a suspension banner or token")
+	}
+	for _, r := range []struct{ method, path string }{
+		{http.MethodPost, "/api/v1/publish"},
+		{http.MethodPut, "/api/v1/retained/message?topic=x"},
+		{http.MethodPost, "/api/v1/apps"},
+		{http.MethodDelete, "/api/v1/acl"},
+	} {
+		req, _ := http.NewRequest(r.method, e.ts.URL+r.path, strings.NewReader(`{"topic":"x","payload":"p","name":"x"}`))
+		req.Header.Set(csrfHeader, m[1])
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "suspended") {
+			t.Errorf("%s %s: %d %s", r.method, r.path, res.StatusCode, b)
+		}
+	}
+	res, b := get(t, c, e.ts.URL+"/api/v1/tenant")
+	if res.StatusCode != http.StatusOK || !strings.Contains(b, `"status":"suspended"`) {
+		t.Errorf("GET /tenant: %d %s", res.StatusCode, b)
+	}
+}
+
