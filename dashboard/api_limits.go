@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/tenant"
 )
 
 // Caches and limits of the JSON API. Each table has its own mutex, a leaf:
@@ -248,7 +249,8 @@ const (
 )
 
 // take takes n tokens of the tenant's bucket, or returns a
-// *RateLimitError saying when n will be there.
+// *RateLimitError saying when n will be there (tenant.ErrInvalid if n is
+// over the bucket's burst: they never will).
 func (a *apiState) take(ctx context.Context, tn Tenancy, slug string, n int) error {
 	now := time.Now()
 	t := &a.limits
@@ -285,7 +287,8 @@ func (a *apiState) take(ctx context.Context, tn Tenancy, slug string, n int) err
 		t.mu.Unlock()
 	}
 	if n > e.lim.Burst() {
-		return &RateLimitError{RetryAfter: time.Second, Reason: fmt.Sprintf("%d messages at once exceed the tenant's burst of %d", n, e.lim.Burst())}
+		// Never possible, however long the caller waits: not a 429.
+		return fmt.Errorf("%w: %d messages at once exceed the tenant's burst of %d: send smaller batches", tenant.ErrInvalid, n, e.lim.Burst())
 	}
 	res := e.lim.ReserveN(now, n)
 	if d := res.DelayFrom(now); d > 0 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -256,29 +257,15 @@ func (a *apiState) message(mc *messageCtx, req *publishRequest, topicOverride st
 			return nil, invalidField("payload_encoding", "want plain or base64, not %q", enc)
 		}
 	}
-	if len(tb)+len(payload) > a.deps.MaxPacketSize {
-		return nil, fmt.Errorf("%w: topic and payload of %d bytes exceed the maximum packet size of %d bytes", ErrTooLarge, len(tb)+len(payload), a.deps.MaxPacketSize)
-	}
 	m := &broker.Message{
 		Tenant: mc.k.Tenant, Topic: tb, Payload: payload, QoS: byte(qos), Retain: req.Retain,
 		Origin: a.deps.NodeID,
 	}
+	propsSize := 0
 	if p := req.Properties; p != nil {
-		var props packet.Properties
-		n := 0
-		if p.PayloadFormatIndicator != nil {
-			switch *p.PayloadFormatIndicator {
-			case 0:
-			case 1:
-				if !utf8.Valid(payload) {
-					return nil, invalidField("payload", "payload_format_indicator 1 says UTF-8, but it is not") // [MQTT-3.3.2-4]
-				}
-			default:
-				return nil, invalidField("properties.payload_format_indicator", "want 0 or 1")
-			}
-			props.Set(packet.PropPayloadFormat)
-			props.PayloadFormat = byte(*p.PayloadFormatIndicator)
-			n++
+		props, n, err := publishProps(p, payload)
+		if err != nil {
+			return nil, err
 		}
 		if p.MessageExpiryInterval != nil {
 			e := *p.MessageExpiryInterval
@@ -287,46 +274,105 @@ func (a *apiState) message(mc *messageCtx, req *publishRequest, topicOverride st
 			}
 			if e > 0 {
 				m.Expiry = time.Now().Add(time.Duration(e) * time.Second)
+				propsSize += 5
 			}
 		}
-		if p.ResponseTopic != "" {
-			if err := topic.ValidateTopic([]byte(p.ResponseTopic)); err != nil {
-				return nil, invalidField("properties.response_topic", "%v", err) // [MQTT-3.3.2-14]
-			}
-			props.Set(packet.PropResponseTopic)
-			props.ResponseTopic = p.ResponseTopic
-			n++
-		}
-		if p.CorrelationData != "" {
-			props.Set(packet.PropCorrelationData)
-			props.CorrelationData = []byte(p.CorrelationData)
-			n++
-		}
-		if p.ContentType != "" {
-			if !utf8.ValidString(p.ContentType) {
-				return nil, invalidField("properties.content_type", "not UTF-8")
-			}
-			props.Set(packet.PropContentType)
-			props.ContentType = p.ContentType
-			n++
-		}
-		if len(p.UserProperties) > 0 {
-			keys := make([]string, 0, len(p.UserProperties))
-			for k := range p.UserProperties {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys) // a JSON object has no order: make it stable
-			for _, k := range keys {
-				props.UserProperties = append(props.UserProperties, packet.UserProperty{Key: k, Value: p.UserProperties[k]})
-			}
-			props.Set(packet.PropUserProperty)
-			n++
-		}
-		if n > 0 {
-			m.Props = &props
+		if props != nil {
+			m.Props = props
+			propsSize += n
 		}
 	}
+	if size := len(tb) + len(payload) + propsSize; size > a.deps.MaxPacketSize {
+		return nil, fmt.Errorf("%w: topic, payload and properties of %d bytes exceed the maximum packet size of %d bytes", ErrTooLarge, size, a.deps.MaxPacketSize)
+	}
 	return m, nil
+}
+
+// maxMQTTString is the longest MQTT string or binary value [MQTT-1.5.4].
+const maxMQTTString = 65535
+
+// mqttString checks a UTF-8 string property: at most 65535 bytes, valid
+// UTF-8 [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2] — else an MQTT 5
+// subscriber would have to treat the PUBLISH carrying it as malformed.
+func mqttString(field, s string) error {
+	switch {
+	case len(s) > maxMQTTString:
+		return invalidField(field, "%d bytes: at most %d", len(s), maxMQTTString)
+	case !utf8.ValidString(s):
+		return invalidField(field, "not valid UTF-8 [MQTT-1.5.4-1]")
+	case strings.IndexByte(s, 0) >= 0:
+		return invalidField(field, "must not contain U+0000 [MQTT-1.5.4-2]")
+	}
+	return nil
+}
+
+// publishProps validates the MQTT 5 properties of a publish request and
+// returns them (nil if none) with their encoded size.
+func publishProps(p *publishProperties, payload []byte) (*packet.Properties, int, error) {
+	var props packet.Properties
+	size := 0
+	if p.PayloadFormatIndicator != nil {
+		switch *p.PayloadFormatIndicator {
+		case 0:
+		case 1:
+			if !utf8.Valid(payload) {
+				return nil, 0, invalidField("payload", "payload_format_indicator 1 says UTF-8, but it is not") // [MQTT-3.3.2-4]
+			}
+		default:
+			return nil, 0, invalidField("properties.payload_format_indicator", "want 0 or 1")
+		}
+		props.Set(packet.PropPayloadFormat)
+		props.PayloadFormat = byte(*p.PayloadFormatIndicator)
+		size += 2
+	}
+	if p.ResponseTopic != "" {
+		// A topic name: valid UTF-8, no U+0000, no wildcards
+		// [MQTT-3.3.2-14].
+		if err := topic.ValidateTopic([]byte(p.ResponseTopic)); err != nil {
+			return nil, 0, invalidField("properties.response_topic", "%v", err)
+		}
+		props.Set(packet.PropResponseTopic)
+		props.ResponseTopic = p.ResponseTopic
+		size += 3 + len(p.ResponseTopic)
+	}
+	if p.CorrelationData != "" {
+		if len(p.CorrelationData) > maxMQTTString {
+			return nil, 0, invalidField("properties.correlation_data", "%d bytes: at most %d", len(p.CorrelationData), maxMQTTString)
+		}
+		props.Set(packet.PropCorrelationData)
+		props.CorrelationData = []byte(p.CorrelationData)
+		size += 3 + len(p.CorrelationData)
+	}
+	if p.ContentType != "" {
+		if err := mqttString("properties.content_type", p.ContentType); err != nil {
+			return nil, 0, err
+		}
+		props.Set(packet.PropContentType)
+		props.ContentType = p.ContentType
+		size += 3 + len(p.ContentType)
+	}
+	if len(p.UserProperties) > 0 {
+		keys := make([]string, 0, len(p.UserProperties))
+		for k, v := range p.UserProperties {
+			if err := mqttString("properties.user_properties", k); err != nil {
+				return nil, 0, err
+			}
+			if err := mqttString("properties.user_properties."+k, v); err != nil {
+				return nil, 0, err
+			}
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // a JSON object has no order: make it stable
+		for _, k := range keys {
+			props.UserProperties = append(props.UserProperties, packet.UserProperty{Key: k, Value: p.UserProperties[k]})
+			size += 5 + len(k) + len(p.UserProperties[k])
+		}
+		props.Set(packet.PropUserProperty)
+	}
+	if props.Present == 0 {
+		return nil, size, nil
+	}
+	return &props, size, nil
 }
 
 // checkTopic validates a topic to publish to: a valid MQTT topic name

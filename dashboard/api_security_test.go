@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -137,3 +138,53 @@ func TestSuspendedOwnerReadOnly(t *testing.T) {
 	}
 }
 
+
+// TestPublishProps: MQTT 5 string properties must be valid MQTT strings
+// (UTF-8 without U+0000, at most 65535 bytes) and the response topic a
+// topic name, or the HTTP publish is 400 naming the field; the size of the
+// properties counts towards the packet size.
+func TestPublishProps(t *testing.T) {
+	pfi := func(v int) *int { return &v }
+	for _, tc := range []struct {
+		name  string
+		p     publishProperties
+		field string
+	}{
+		{"fine", publishProperties{ContentType: "text/plain", ResponseTopic: "r/1", UserProperties: map[string]string{"k": "v"}}, ""},
+		{"NUL in content type", publishProperties{ContentType: "text\x00plain"}, "properties.content_type"},
+		{"invalid UTF-8 in content type", publishProperties{ContentType: "a\xffb"}, "properties.content_type"},
+		{"long content type", publishProperties{ContentType: strings.Repeat("a", 65536)}, "properties.content_type"},
+		{"NUL in a user property key", publishProperties{UserProperties: map[string]string{"k\x00": "v"}}, "properties.user_properties"},
+		{"NUL in a user property value", publishProperties{UserProperties: map[string]string{"k": "\x00"}}, "properties.user_properties.k"},
+		{"NUL in the response topic", publishProperties{ResponseTopic: "a\x00"}, "properties.response_topic"},
+		{"wildcard in the response topic", publishProperties{ResponseTopic: "a/+"}, "properties.response_topic"},
+		{"long correlation data", publishProperties{CorrelationData: strings.Repeat("a", 65536)}, "properties.correlation_data"},
+		{"payload format", publishProperties{PayloadFormatIndicator: pfi(2)}, "properties.payload_format_indicator"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := publishProps(&tc.p, []byte("x"))
+			var fe *FieldError
+			switch {
+			case tc.field == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field):
+				t.Fatalf("error %v, want one for %s", err, tc.field)
+			case tc.field != "":
+				if st, _ := statusOf(err); st != http.StatusBadRequest {
+					t.Fatalf("status %d", st)
+				}
+			}
+		})
+	}
+	// Size: the properties count.
+	a := &apiState{deps: APIDeps{MaxPacketSize: 100}}
+	mc := &messageCtx{k: &Caller{Tenant: "acme"}, rs: auth.AllowAll()}
+	payload := strings.Repeat("p", 50)
+	if _, err := a.message(mc, &publishRequest{Topic: "t", Payload: &payload}, ""); err != nil {
+		t.Fatalf("small message: %v", err)
+	}
+	req := &publishRequest{Topic: "t", Payload: &payload, Properties: &publishProperties{UserProperties: map[string]string{"k": strings.Repeat("v", 60)}}}
+	if _, err := a.message(mc, req, ""); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("properties over the packet size: %v", err)
+	}
+}

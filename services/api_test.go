@@ -153,7 +153,7 @@ func TestAPIPublish(t *testing.T) {
 			t.Fatalf("Retry-After %q, want whole seconds ≥ 1", retry)
 		}
 		b.api.do(t, http.MethodPost, "/publish/batch", []map[string]any{{"topic": "t"}, {"topic": "t"}, {"topic": "t"}}).
-			expectError(t, "batch over the burst", http.StatusTooManyRequests, "rate_limited")
+			expectError(t, "batch over the burst (never possible)", http.StatusBadRequest, "invalid")
 	})
 }
 

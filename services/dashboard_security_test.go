@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relaymq/relay/broker/packet"
 	"github.com/relaymq/relay/services"
 	"github.com/relaymq/relay/tenant"
 )
@@ -458,4 +459,54 @@ func TestSecuritySuspendedSession(t *testing.T) {
 	if res, body := w.get("/overview"); res.StatusCode != http.StatusOK || !strings.Contains(body, "This tenant is suspended") {
 		t.Errorf("overview: %d, no suspension banner", res.StatusCode)
 	}
+}
+
+// TestSecurityPublishProperties: an HTTP publish cannot carry U+0000 or a
+// wildcard response topic to MQTT 5 subscribers (they would have to treat
+// the PUBLISH as malformed): 400 naming the field, nothing delivered.
+func TestSecurityPublishProperties(t *testing.T) {
+	e := startAPI(t)
+	a := e.newAPITenant(t, "acme")
+	sub := rawLoginV5(t, e.addr, "v5-sub", a.cred)
+	sub.rawSubscribe(1, []packet.ReasonCode{1}, packet.Subscription{Filter: "nul/#", QoS: 1})
+	for _, tc := range []struct {
+		props map[string]any
+		field string
+	}{
+		{map[string]any{"content_type": "text\u0000plain"}, "properties.content_type"},
+		{map[string]any{"user_properties": map[string]string{"k\u0000": "v"}}, "properties.user_properties"},
+		{map[string]any{"user_properties": map[string]string{"k": "v\u0000"}}, "properties.user_properties.k"},
+		{map[string]any{"response_topic": "reply/\u0000"}, "properties.response_topic"},
+		{map[string]any{"response_topic": "reply/#"}, "properties.response_topic"},
+	} {
+		r := a.api.do(t, http.MethodPost, "/publish", map[string]any{"topic": "nul/x", "payload": "p", "qos": 1, "properties": tc.props})
+		r.expectError(t, fmt.Sprintf("publish with %v", tc.props), http.StatusBadRequest, "invalid")
+		if !strings.Contains(string(r.body), `"field":"`+tc.field+`"`) {
+			t.Errorf("%v: %s, want field %s", tc.props, r.body, tc.field)
+		}
+	}
+	// A good one arrives, and decodes.
+	a.api.do(t, http.MethodPost, "/publish", map[string]any{"topic": "nul/x", "payload": "p", "qos": 1,
+		"properties": map[string]any{"content_type": "text/plain", "user_properties": map[string]string{"k": "v"}}}).expect(t, "publish", http.StatusOK, nil)
+	fh, body := sub.expect(packet.PUBLISH)
+	var p packet.Publish
+	if err := p.Decode(packet.V5, fh, body); err != nil || p.Properties.ContentType != "text/plain" {
+		t.Errorf("the subscriber got %+v, %v", p.Properties, err)
+	}
+}
+
+// TestSecurityBatchOverBurst: a batch larger than the tenant's burst can
+// never pass: 400, not an endless 429.
+func TestSecurityBatchOverBurst(t *testing.T) {
+	e := startAPI(t)
+	a := e.newAPITenant(t, "acme")
+	if _, err := e.adm.SetLimits(opCtx(t), actor, "acme", tenant.Limits{MaxMessageRate: 10}); err != nil { // burst 20
+		t.Fatal(err)
+	}
+	batch := make([]map[string]any, 30)
+	for i := range batch {
+		batch[i] = map[string]any{"topic": "t", "payload": "p"}
+	}
+	a.api.do(t, http.MethodPost, "/publish/batch", batch).expectError(t, "batch over the burst", http.StatusBadRequest, "invalid")
+	a.api.do(t, http.MethodPost, "/publish/batch", batch[:20]).expect(t, "batch of the burst", http.StatusOK, nil)
 }
