@@ -24,7 +24,8 @@ import (
 // client does: current subscribers of the topic receive it with an empty
 // payload [MQTT-3.3.1-10].
 
-// retainedMessage is a retained message as the API shows it.
+// retainedMessage is one retained message with its payload (GET
+// /retained/message).
 type retainedMessage struct {
 	Topic string `json:"topic"`
 	QoS   byte   `json:"qos"`
@@ -59,13 +60,75 @@ func retainedOf(m *broker.Message, at map[string]time.Time) retainedMessage {
 	return r
 }
 
+// retainedSummary is a retained message in a listing: its size and a
+// preview of the payload's first bytes, never the whole payload (GET
+// /retained/message has it), so that a listing of many large messages
+// stays small.
+type retainedSummary struct {
+	Topic       string `json:"topic"`
+	QoS         byte   `json:"qos"`
+	PayloadSize int    `json:"payload_size"`
+	// Preview is the payload's first retainedPreview bytes, base64;
+	// PreviewText the same when the payload is UTF-8 (cut at a character
+	// boundary).
+	Preview     string     `json:"preview"`
+	PreviewText *string    `json:"preview_text,omitempty"`
+	ContentType string     `json:"content_type,omitempty"`
+	PublishedAt *time.Time `json:"published_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+// Retained listings.
+const (
+	// maxRetainedList bounds the messages of a listing.
+	maxRetainedList = 1000
+	// retainedPreview bounds each message's payload preview, in bytes.
+	retainedPreview = 256
+	// maxRetainedListBytes bounds a listing's JSON, roughly: past it the
+	// listing stops early and says it is truncated.
+	maxRetainedListBytes = 4 << 20
+)
+
+// summaryOf copies what a listing shows of m (the scan may reuse m's
+// buffers).
+func summaryOf(m *broker.Message) retainedSummary {
+	r := retainedSummary{Topic: string(m.Topic), QoS: m.QoS, PayloadSize: len(m.Payload)}
+	head := m.Payload[:min(len(m.Payload), retainedPreview)]
+	r.Preview = base64.StdEncoding.EncodeToString(head)
+	if utf8.Valid(m.Payload) {
+		cut := len(head)
+		for cut < len(m.Payload) && cut > 0 && !utf8.RuneStart(m.Payload[cut]) {
+			cut--
+		}
+		t := string(head[:cut])
+		r.PreviewText = &t
+	}
+	if m.Props != nil && m.Props.Has(packet.PropContentType) {
+		r.ContentType = m.Props.ContentType
+	}
+	if !m.Expiry.IsZero() {
+		e := m.Expiry.UTC()
+		r.ExpiresAt = &e
+	}
+	return r
+}
+
+// jsonSize estimates the JSON of a summary: its topic escaped at worst,
+// the preview twice, and the fixed fields.
+func (r *retainedSummary) jsonSize() int {
+	n := 6*len(r.Topic) + len(r.Preview) + 200
+	if r.PreviewText != nil {
+		n += 6 * len(*r.PreviewText)
+	}
+	return n
+}
+
 // errEnough stops a retained-message scan.
 var errEnough = errors.New("enough")
 
-// maxRetainedList bounds a retained listing.
-const maxRetainedList = 1000
-
-// listRetained handles GET /api/v1/retained?filter=#&limit=100.
+// listRetained handles GET /api/v1/retained?filter=#&limit=100: summaries
+// (retainedSummary) by topic, at most limit and about
+// maxRetainedListBytes of JSON (X-Truncated: true when more matched).
 func (s *Server) listRetained(c echo.Context) error {
 	mc, err := s.messageContext(c)
 	if err != nil {
@@ -87,7 +150,8 @@ func (s *Server) listRetained(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	dollar := topic.NeedsDollarCheck(filter)
-	var msgs []*broker.Message
+	out := []retainedSummary{}
+	size := 0
 	err = mc.bb.Retained(ctx, mc.k.Tenant, filter, func(m *broker.Message) error {
 		if dollar && len(m.Topic) > 0 && m.Topic[0] == '$' {
 			return nil // [MQTT-4.7.2-1]
@@ -95,21 +159,30 @@ func (s *Server) listRetained(c echo.Context) error {
 		if !mc.rs.CanSubscribe(string(m.Topic)) {
 			return nil // a deny rule inside the filter
 		}
-		msgs = append(msgs, m)
-		if len(msgs) == limit {
+		if len(out) == limit {
 			return errEnough
 		}
+		r := summaryOf(m)
+		if size += r.jsonSize(); size > maxRetainedListBytes && len(out) > 0 {
+			return errEnough
+		}
+		out = append(out, r)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return err
 	}
 	truncated := errors.Is(err, errEnough)
-	slices.SortFunc(msgs, func(a, b *broker.Message) int { return strings.Compare(string(a.Topic), string(b.Topic)) })
-	at := s.retainedTimes(c, mc.k.Tenant, msgs)
-	out := make([]retainedMessage, len(msgs))
-	for i, m := range msgs {
-		out[i] = retainedOf(m, at)
+	slices.SortFunc(out, func(a, b retainedSummary) int { return strings.Compare(a.Topic, b.Topic) })
+	topics := make([]string, len(out))
+	for i := range out {
+		topics[i] = out[i].Topic
+	}
+	at := s.retainedTimes(c, mc.k.Tenant, topics)
+	for i := range out {
+		if t, ok := at[out[i].Topic]; ok {
+			out[i].PublishedAt = &t
+		}
 	}
 	if truncated {
 		c.Response().Header().Set("X-Truncated", "true")
@@ -117,16 +190,12 @@ func (s *Server) listRetained(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// retainedTimes looks up when the messages were stored; a failure only
-// leaves published_at null.
-func (s *Server) retainedTimes(c echo.Context, slug string, msgs []*broker.Message) map[string]time.Time {
+// retainedTimes looks up when the topics' retained messages were stored;
+// a failure only leaves published_at null.
+func (s *Server) retainedTimes(c echo.Context, slug string, topics []string) map[string]time.Time {
 	cl, err := s.api.cluster()
-	if err != nil || len(msgs) == 0 {
+	if err != nil || len(topics) == 0 {
 		return nil
-	}
-	topics := make([]string, len(msgs))
-	for i, m := range msgs {
-		topics[i] = string(m.Topic)
 	}
 	at, err := cl.RetainedTimes(c.Request().Context(), slug, topics)
 	if err != nil {
@@ -164,7 +233,7 @@ func (s *Server) getRetained(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, retainedOf(m, s.retainedTimes(c, mc.k.Tenant, []*broker.Message{m})))
+	return c.JSON(http.StatusOK, retainedOf(m, s.retainedTimes(c, mc.k.Tenant, []string{t})))
 }
 
 // retained returns the topic's retained message or tenant.ErrNotFound.

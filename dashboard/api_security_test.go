@@ -138,7 +138,6 @@ func TestSuspendedOwnerReadOnly(t *testing.T) {
 	}
 }
 
-
 // TestPublishProps: MQTT 5 string properties must be valid MQTT strings
 // (UTF-8 without U+0000, at most 65535 bytes) and the response topic a
 // topic name, or the HTTP publish is 400 naming the field; the size of the

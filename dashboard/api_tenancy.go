@@ -239,8 +239,8 @@ type apiKeyView struct {
 	App       string             `json:"app"`
 	Scope     tenant.APIKeyScope `json:"scope"`
 	Revoked   bool               `json:"revoked"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+	RevokedAt *time.Time         `json:"revoked_at,omitempty"`
 	// Key is the whole key, set only in the answer that creates it.
 	Key string `json:"key,omitempty"`
 }

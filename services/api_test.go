@@ -288,9 +288,18 @@ func TestAPIRetained(t *testing.T) {
 		one.PublishedAt == nil || time.Since(*one.PublishedAt) > time.Minute {
 		t.Fatalf("GET: %+v", one)
 	}
-	var list []retained
+	type summary struct {
+		Topic       string
+		Payload     *string // never in a listing
+		Preview     string
+		PreviewText *string    `json:"preview_text"`
+		PayloadSize int        `json:"payload_size"`
+		PublishedAt *time.Time `json:"published_at"`
+	}
+	var list []summary
 	a.api.do(t, http.MethodGet, "/retained?filter="+queryEscape("config/#")+"&limit=10", nil).expect(t, "list", http.StatusOK, &list)
-	if len(list) != 2 || list[0].Topic != "config/bin" || list[0].PayloadText != nil || list[0].Payload != "AP8=" || list[1].Topic != "config/fw version" {
+	if len(list) != 2 || list[0].Topic != "config/bin" || list[0].PreviewText != nil || list[0].Preview != "AP8=" || list[0].Payload != nil ||
+		list[1].Topic != "config/fw version" || list[1].PreviewText == nil || *list[1].PreviewText != "1.2.3" || list[1].PayloadSize != 5 || list[1].PublishedAt == nil {
 		t.Fatalf("list: %+v", list)
 	}
 	a.api.do(t, http.MethodGet, "/retained?filter=other/%23", nil).expect(t, "list other", http.StatusOK, &list)

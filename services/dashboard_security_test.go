@@ -510,3 +510,39 @@ func TestSecurityBatchOverBurst(t *testing.T) {
 	a.api.do(t, http.MethodPost, "/publish/batch", batch).expectError(t, "batch over the burst", http.StatusBadRequest, "invalid")
 	a.api.do(t, http.MethodPost, "/publish/batch", batch[:20]).expect(t, "batch of the burst", http.StatusOK, nil)
 }
+
+// TestSecurityRetainedListSize: a listing of large retained messages holds
+// summaries (size, a preview of at most 256 bytes), not their payloads;
+// each payload comes whole from GET /retained/message.
+func TestSecurityRetainedListSize(t *testing.T) {
+	e := startAPI(t)
+	a := e.newAPITenant(t, "acme")
+	big := strings.Repeat("é", (1<<20-100)/2) // 2-byte runes: the preview cuts at a boundary
+	const n = 20
+	for i := range n {
+		a.api.do(t, http.MethodPut, fmt.Sprintf("/retained/message?topic=big/%d", i), map[string]any{"payload": big}).
+			expect(t, "put", http.StatusOK, nil)
+	}
+	var list []struct {
+		Topic       string
+		PayloadSize int     `json:"payload_size"`
+		Preview     string  `json:"preview"`
+		PreviewText *string `json:"preview_text"`
+	}
+	r := a.api.do(t, http.MethodGet, "/retained?limit=500&filter=%23", nil).expect(t, "list", http.StatusOK, &list)
+	if len(list) != n || len(r.body) > n*2048 {
+		t.Fatalf("%d messages of 1 MiB: listing of %d bytes, want %d summaries", len(list), len(r.body), n)
+	}
+	for _, m := range list {
+		if m.PayloadSize != len(big) || m.PreviewText == nil || len(*m.PreviewText) > 256 || !strings.HasPrefix(big, *m.PreviewText) {
+			t.Fatalf("summary %+v", m)
+		}
+	}
+	var one struct {
+		PayloadText string `json:"payload_text"`
+	}
+	a.api.do(t, http.MethodGet, "/retained/message?topic=big/3", nil).expect(t, "get one", http.StatusOK, &one)
+	if one.PayloadText != big {
+		t.Fatalf("GET /retained/message: %d bytes", len(one.PayloadText))
+	}
+}

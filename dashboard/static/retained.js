@@ -27,7 +27,7 @@
     list.sort(function (a, b) { return a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0; });
     R.replace(box, R.table([
       { label: "Topic", cell: function (m) { return h("button", { type: "button", class: "link-btn mono", onclick: function () { show(m); } }, m.topic); } },
-      { label: "Size", class: "num", cell: function (m) { return R.bytes(m.payload_size !== undefined ? m.payload_size : R.b64bytes(m.payload).length); } },
+      { label: "Size", class: "num", cell: function (m) { return R.bytes(m.payload_size || 0); } },
       { label: "QoS", class: "num", cell: function (m) { return String(m.qos || 0); } },
       { label: "Stored", cell: function (m) { return m.published_at ? R.timeEl(m.published_at, R.ago(m.published_at)) : "–"; } },
     ], list, { row: function (m) { return { "data-topic": m.topic, class: selected && selected.topic === m.topic ? "selected clickable" : "clickable" }; } }));
@@ -37,12 +37,15 @@
   }
 
   async function show(m) {
-    // Fetch the one message: the list may be a summary.
+    // The list holds summaries (size, a short preview): fetch the payload.
     try {
       var one = await R.api("GET", "/retained/message?topic=" + encodeURIComponent(m.topic));
-      if (one && one.topic) m = one;
+      if (!one || !one.topic) return;
+      m = one;
     } catch (e) {
-      if (e.status === 404) { R.toast("That message is gone", "err"); browse(); return; }
+      if (e.status === 404) { R.toast("That message is gone", "err"); browse(); }
+      else R.toast(e.message, "err");
+      return;
     }
     selected = m;
     R.$$("#retained-list tbody tr").forEach(function (tr) { tr.classList.toggle("selected", tr.getAttribute("data-topic") === m.topic); });
