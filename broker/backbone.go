@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/relaymq/relay/broker/topic"
 )
@@ -182,17 +183,23 @@ type WillStore interface {
 }
 
 // KickFunc closes the local connection of (tenant, clientID) unless it is
-// connID; it reports whether it closed one.
-type KickFunc func(tenant, clientID, connID string) bool
+// connID or, when connected is not zero, unless it connected after
+// connected (a late takeover broadcast must not close a newer connection);
+// it reports whether it closed one. With wait it returns once that
+// connection is cleaned up (its session saved and released); without, it
+// does not block.
+type KickFunc func(tenant, clientID, connID string, connected time.Time, wait bool) bool
 
 // Cluster connects the edges to each other.
 type Cluster interface {
 	// HandleKicks registers the function other edges' Kick calls reach.
 	HandleKicks(fn KickFunc)
 	// Kick asks every other edge to close its connection of (tenant,
-	// clientID), unless it is connID. When node is non-empty, Kick asks that
-	// node and waits until it has done so or is known to be gone.
-	Kick(ctx context.Context, tenant, clientID, connID, node string) error
+	// clientID) that connected before connected (the time of connID's
+	// CONNECT), soon but without waiting. When node is non-empty, Kick also
+	// asks that node to close its connection unless it is connID, and waits
+	// until it has done so or is known to be gone.
+	Kick(ctx context.Context, tenant, clientID, connID string, connected time.Time, node string) error
 }
 
 // Presence counts live connections per tenant across all edges.

@@ -47,7 +47,13 @@ type Broker struct {
 	tenants  tenantTable // per-tenant counters (inspect.go)
 	throttle *throttle
 	connLog  connLog
+	// work runs CONNECTs and writer runs on reused goroutines (workers.go).
+	work *workers
 }
+
+// maxIdleWorkers is how many goroutines with grown stacks wait for the
+// next CONNECT or writer run (see workers).
+const maxIdleWorkers = 64
 
 // Stats are the broker's counters. They only grow, except Connections.
 type Stats struct {
@@ -92,6 +98,7 @@ func New(opts Options) (*Broker, error) {
 		wills:     make(map[string]*time.Timer),
 		quit:      make(chan struct{}),
 		throttle:  newThrottle(),
+		work:      newWorkers(maxIdleWorkers),
 	}
 	b.bb.HandleKicks(b.kickLocal)
 	return b, nil
@@ -154,7 +161,7 @@ func (b *Broker) ServeConn(nc net.Conn) bool {
 	}
 	b.conns.Add(1)
 	b.mu.Unlock()
-	go newClient(b, nc).serve() // calls b.conns.Done
+	b.work.run((*client).serve, newClient(b, nc)) // serve calls b.conns.Done
 	return true
 }
 
@@ -180,6 +187,7 @@ func (b *Broker) Close() error {
 			c.shutdown(packet.ServerShuttingDown) // [MQTT-4.13.2-1] 0x8B: reconnect elsewhere
 		}
 		b.conns.Wait()
+		b.work.close()
 		// Delayed wills stay stored under this node: once its heartbeat
 		// is gone, a surviving node publishes them when due, unless their
 		// sessions are resumed first.
@@ -350,17 +358,31 @@ func (b *Broker) connectedHere(tenant, id string) bool {
 }
 
 // kickLocal implements KickFunc for other edges' takeovers.
-func (b *Broker) kickLocal(tenant, clientID, connID string) bool {
+func (b *Broker) kickLocal(tenant, clientID, connID string, connected time.Time, wait bool) bool {
 	b.mu.Lock()
 	c := b.clients[clientKey{tenant, clientID}]
 	b.mu.Unlock()
-	if c == nil || c.connID == connID {
+	if c == nil || c.connID == connID || !c.olderThan(connected, connID) {
 		return false
 	}
 	b.log.Info("client taken over by another edge", "tenant", tenant, "client", clientID)
 	c.shutdown(packet.SessionTakenOver)
-	<-c.done // the session is saved and released before we answer
+	if wait {
+		<-c.done // the session is saved and released before we answer
+	}
 	return true
+}
+
+// olderThan reports whether c connected before another connection of its
+// client ID (connection connID, which connected at t; zero: unknown, so c
+// is taken as older). Wall-clock times, since the other may be on another
+// edge; a tie goes by connection ID, so that exactly one of the two stays.
+func (c *client) olderThan(t time.Time, connID string) bool {
+	if t.IsZero() {
+		return true
+	}
+	mine, theirs := c.connected.UnixNano(), t.UnixNano()
+	return mine < theirs || (mine == theirs && c.connID < connID)
 }
 
 // Kick disconnects the client (tenant, clientID) from this edge with an

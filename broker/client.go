@@ -243,7 +243,7 @@ func (c *client) start() {
 	start := c.writerNeededLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.startWriter()
 	}
 }
 
@@ -319,7 +319,7 @@ func (c *client) shutdownMsg(reason packet.ReasonCode, msg string) {
 		c.nc.SetReadDeadline(now)
 		c.nc.SetWriteDeadline(now.Add(time.Second))
 		if start {
-			go c.writeLoop()
+			c.startWriter()
 		}
 	})
 }
@@ -520,6 +520,8 @@ func (c *client) connect() error {
 		return c.refuse(packet.QuotaExceeded, fmt.Errorf("tenant %s is at its limit of %d connections", c.tenant, max))
 	}
 	// Take over a connection with the same client ID here [MQTT-3.1.4-2] …
+	// (connected orders takeovers across edges: see kickLocal).
+	c.connected = time.Now()
 	old, err := c.b.register(c)
 	if err != nil {
 		return c.refuse(reasonFor(err), err)
@@ -529,10 +531,17 @@ func (c *client) connect() error {
 		old.shutdown(packet.SessionTakenOver)
 		<-old.done
 	}
-	// … and on every other edge. The session gets its own deadline: a
-	// slow authentication must not eat the takeover's time.
-	sctx, scancel := context.WithTimeout(context.Background(), opts.BackboneTimeout)
-	defer scancel()
+	// … and on every other edge. The session gets its own deadline if the
+	// authentication (or a local takeover) took more than a tenth of its
+	// own: a slow one must not eat the takeover's time. Usually it took
+	// well under a millisecond, and a second context (a timer and its
+	// garbage per CONNECT) would buy nothing.
+	sctx := ctx
+	if d, _ := ctx.Deadline(); time.Until(d) < opts.BackboneTimeout*9/10 {
+		var scancel context.CancelFunc
+		sctx, scancel = context.WithTimeout(context.Background(), opts.BackboneTimeout)
+		defer scancel()
+	}
 	present, err := c.openSession(sctx)
 	if err != nil {
 		c.removeRoutes()
@@ -545,7 +554,6 @@ func (c *client) connect() error {
 			c.log().Warn("storing will; it is published only if this edge survives", "err", err)
 		}
 	}
-	c.connected = time.Now()
 	if err := c.writeConnack(present, packet.Success, ackProps); err != nil {
 		c.removeRoutes()
 		if c.will != nil {
@@ -609,7 +617,8 @@ func (c *client) writeConnack(present bool, rc packet.ReasonCode, props *packet.
 	if err != nil {
 		return err
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
+	// No write deadline: CONNACK is the first write on the connection, a
+	// few bytes into an empty socket buffer, which never blocks.
 	if _, err := bw.Write(buf); err != nil {
 		return err
 	}

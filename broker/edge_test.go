@@ -99,7 +99,9 @@ func (*memBackbone) FireWill(context.Context, string, string, string, string, fu
 	return false, nil
 }
 func (*memBackbone) HandleKicks(KickFunc)                                      {}
-func (*memBackbone) Kick(context.Context, string, string, string, string) error { return nil }
+func (*memBackbone) Kick(context.Context, string, string, string, time.Time, string) error {
+	return nil
+}
 func (*memBackbone) Connected(string, int)                                     {}
 func (*memBackbone) Connections(string) int                                    { return 0 }
 
@@ -191,14 +193,16 @@ func (c *rawClient) read() (packet.FixedHeader, []byte) {
 	return fh, body
 }
 
-// waitGoroutines waits until at most n goroutines run.
-func waitGoroutines(tb testing.TB, n int, what string) {
+// waitGoroutines waits until at most n goroutines run, not counting the
+// broker's parked workers (workers.go).
+func waitGoroutines(tb testing.TB, b *Broker, n int, what string) {
 	tb.Helper()
+	count := func() int { return runtime.NumGoroutine() - int(b.work.parked.Load()) }
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
+	for count() > n {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			tb.Fatalf("%s: %d goroutines, want at most %d\n%s", what, runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
+			tb.Fatalf("%s: %d goroutines, want at most %d\n%s", what, count(), n, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -208,7 +212,7 @@ func waitGoroutines(tb testing.TB, n int, what string) {
 // reader, parked in the poller without a buffer); the writer runs only
 // while something is sent — a PINGRESP — and is gone afterwards.
 func TestIdleConnectionGoroutines(t *testing.T) {
-	_, addr := startEdge(t, Options{})
+	b, addr := startEdge(t, Options{})
 	time.Sleep(20 * time.Millisecond)
 	base := runtime.NumGoroutine()
 	const n = 50
@@ -216,7 +220,7 @@ func TestIdleConnectionGoroutines(t *testing.T) {
 	for i := range clients {
 		clients[i] = dialEdge(t, addr, packet.V311, fmt.Sprint("idle-", i), 0)
 	}
-	waitGoroutines(t, base+n, "idle after CONNACK")
+	waitGoroutines(t, b, base+n, "idle after CONNACK")
 	for _, c := range clients {
 		c.write(packet.AppendPingreq(nil))
 	}
@@ -225,11 +229,11 @@ func TestIdleConnectionGoroutines(t *testing.T) {
 			t.Fatalf("got %v, want PINGRESP", fh.Type)
 		}
 	}
-	waitGoroutines(t, base+n, "idle after PINGRESP")
+	waitGoroutines(t, b, base+n, "idle after PINGRESP")
 	for _, c := range clients {
 		c.conn.Close()
 	}
-	waitGoroutines(t, base, "after the clients left")
+	waitGoroutines(t, b, base, "after the clients left")
 }
 
 // TestQoS1Order: a publisher pipelines QoS 1 messages while a subscriber
@@ -321,5 +325,29 @@ func TestKeepAliveAndShutdown(t *testing.T) {
 	v3.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := v3.rd.ReadPacket(); err != io.EOF {
 		t.Fatalf("3.1.1 client: %v, want the connection closed", err)
+	}
+}
+
+// TestKickOnlyOlder: another edge's takeover broadcast closes the local
+// connection of its client ID only if that one connected first — a
+// broadcast that arrives late must not close a newer connection.
+func TestKickOnlyOlder(t *testing.T) {
+	b, addr := startEdge(t, Options{})
+	before := time.Now()
+	c := dialEdge(t, addr, packet.V5, "dev", 0)
+	if b.kickLocal("default", "dev", "elsewhere", before, false) {
+		t.Fatal("a kick from a connection older than the local one closed it")
+	}
+	c.write(packet.AppendPingreq(nil))
+	if fh, _ := c.read(); fh.Type != packet.PINGRESP {
+		t.Fatalf("got %v, want PINGRESP", fh.Type)
+	}
+	if !b.kickLocal("default", "dev", "elsewhere", time.Now(), true) {
+		t.Fatal("a kick from a newer connection left the local one open")
+	}
+	fh, body := c.read()
+	var d packet.Disconnect
+	if fh.Type != packet.DISCONNECT || d.Decode(packet.V5, fh, body) != nil || d.ReasonCode != packet.SessionTakenOver {
+		t.Fatalf("got %v %+v, want DISCONNECT 0x8E", fh.Type, d)
 	}
 }

@@ -352,7 +352,7 @@ func (c *client) afterAcks(n int, failed, start bool) {
 		<-c.inSem
 	}
 	if start {
-		go c.writeLoop()
+		c.startWriter()
 	}
 	if failed {
 		c.shutdown(packet.ServerUnavailable)

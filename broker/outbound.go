@@ -64,7 +64,7 @@ const maxTopicAliases = 64
 // connection.
 
 // writerNeededLocked reports whether the caller must start the writer
-// (go c.writeLoop()), and if so marks it running: CONNACK is out, no writer
+// (c.startWriter()), and if so marks it running: CONNACK is out, no writer
 // runs, and there is something to send or the connection is closing. c.mu
 // is held.
 func (c *client) writerNeededLocked() bool {
@@ -74,6 +74,15 @@ func (c *client) writerNeededLocked() bool {
 	c.writing = true
 	c.wg.Add(1)
 	return true
+}
+
+// startWriter runs the writer, once writerNeededLocked said so.
+func (c *client) startWriter() {
+	if c.b.work == nil { // a Broker made by a test, without New
+		go c.writeLoop()
+		return
+	}
+	c.b.work.run((*client).writeLoop, c)
 }
 
 // enqueueCtrl queues a control packet. Control packets are never dropped;
@@ -89,7 +98,7 @@ func (c *client) enqueueCtrl(it outItem) {
 	start := c.writerNeededLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.startWriter()
 	}
 	if tooMany {
 		c.log().Warn("client is not reading; disconnecting")
@@ -108,7 +117,7 @@ func (c *client) enqueuePub(it outItem) {
 	start := c.writerNeededLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.startWriter()
 	}
 }
 
@@ -199,7 +208,7 @@ func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 	start := c.writerNeededLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.startWriter()
 	}
 }
 
@@ -248,7 +257,7 @@ func (c *client) release(id uint16) (inflight, bool) {
 			}
 		}
 		if start {
-			go c.writeLoop()
+			c.startWriter()
 		}
 	}
 	return f, ok

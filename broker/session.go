@@ -49,7 +49,7 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 	if st != nil && st.Connected && st.Node != c.b.opts.NodeID {
 		holder = st.Node
 	}
-	if err := bb.Kick(ctx, c.tenant, c.id, c.connID, holder); err != nil {
+	if err := bb.Kick(ctx, c.tenant, c.id, c.connID, c.connected, holder); err != nil {
 		return false, fmt.Errorf("taking over session: %w", err)
 	}
 	if holder != "" {

@@ -132,6 +132,8 @@ type Bus struct {
 	kickMu   sync.Mutex
 	kickFn   broker.KickFunc
 	kickSubs []*nats.Subscription
+	// kicks batches takeover broadcasts (cluster.go).
+	kicks kickBatch
 
 	bufPool sync.Pool
 	origins originTable // interned node IDs of decoded messages
@@ -333,6 +335,7 @@ func (b *Bus) Close() error {
 	b.once.Do(func() {
 		close(b.quit)
 		b.wg.Wait()
+		b.closeKicks()
 		b.kickMu.Lock()
 		for _, s := range b.kickSubs {
 			s.Unsubscribe()

@@ -3,10 +3,12 @@ package natsbus
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,7 +28,8 @@ import (
 // the will's revision), and then the member entry is removed.
 
 const (
-	subjKick     = "rly.ctl.kick."        // + tenant: broadcast
+	subjKicks    = "rly.ctl.kicks"        // batched broadcast
+	subjKick     = "rly.ctl.kick."        // + tenant: one kick (older edges)
 	subjNodeKick = "rly.ctl.node.%s.kick" // request to one node
 )
 
@@ -421,27 +424,32 @@ func (b *Bus) HandleKicks(fn broker.KickFunc) {
 	b.kickMu.Unlock()
 }
 
-func (b *Bus) kick(tenant, clientID, connID string) bool {
+func (b *Bus) kick(tenant, clientID, connID string, connected time.Time, wait bool) bool {
 	b.kickMu.Lock()
 	fn := b.kickFn
 	b.kickMu.Unlock()
 	if fn == nil {
 		return false
 	}
-	return fn(tenant, clientID, connID)
+	return fn(tenant, clientID, connID, connected, wait)
 }
 
 // startKicks subscribes to takeover broadcasts and requests.
 func (b *Bus) startKicks() error {
-	bc, err := b.nc.Subscribe(subjKick+"*", func(m *nats.Msg) {
+	batches, err := b.nc.Subscribe(subjKicks, b.onKicks)
+	if err != nil {
+		return fmt.Errorf("natsbus: kick subscription: %w", err)
+	}
+	// One kick per message, as edges before batching send them (a rolling
+	// upgrade); the kick does not block, so it runs in the callback.
+	single, err := b.nc.Subscribe(subjKick+"*", func(m *nats.Msg) {
 		tenant := m.Subject[len(subjKick):]
-		id, conn, ok := strings.Cut(string(m.Data), "\x00")
-		if !ok {
-			return
+		if id, conn, ok := strings.Cut(string(m.Data), "\x00"); ok {
+			b.kick(tenant, id, conn, time.Time{}, false)
 		}
-		go b.kick(tenant, id, conn)
 	})
 	if err != nil {
+		batches.Unsubscribe()
 		return fmt.Errorf("natsbus: kick subscription: %w", err)
 	}
 	rq, err := b.nc.Subscribe(fmt.Sprintf(subjNodeKick, b.opts.NodeID), func(m *nats.Msg) {
@@ -450,25 +458,175 @@ func (b *Bus) startKicks() error {
 			return
 		}
 		go func() {
-			b.kick(parts[0], parts[1], parts[2])
+			b.kick(parts[0], parts[1], parts[2], time.Time{}, true)
 			m.Respond(nil)
 		}()
 	})
 	if err != nil {
-		bc.Unsubscribe()
+		batches.Unsubscribe()
+		single.Unsubscribe()
 		return fmt.Errorf("natsbus: kick subscription: %w", err)
 	}
 	b.kickMu.Lock()
-	b.kickSubs = append(b.kickSubs, bc, rq)
+	b.kickSubs = append(b.kickSubs, batches, single, rq)
 	b.kickMu.Unlock()
 	return nil
 }
 
-// Kick implements broker.Cluster.
-func (b *Bus) Kick(ctx context.Context, tenant, clientID, connID, node string) error {
-	if err := b.nc.Publish(subjKick+tenant, []byte(clientID+"\x00"+connID)); err != nil {
-		return unavailable(err)
+// ---------------------------------------------------------------------------
+// Batched takeover broadcasts. Every CONNECT asks all other edges to drop a
+// connection with its client ID [MQTT-3.1.4-2]; one NATS message per
+// CONNECT costs every edge a delivery, at 20,000 connects/s a large part of
+// a core. The broadcast was already asynchronous (CONNACK never waited for
+// it), so it now waits up to kickDelay and goes out with the others of that
+// window in one message on rly.ctl.kicks:
+//
+//	uvarint-prefixed origin node, then per kick uvarint-prefixed tenant,
+//	client ID and connection ID, and the uvarint Unix time in nanoseconds
+//	of the kicking connection's CONNECT
+//
+// A takeover from another edge thus happens up to kickDelay later, and a
+// kick closes only a connection older than the kicking one: the same client
+// ID connecting to edge A and then to edge B within the delay must leave B's
+// connection, not have A's late broadcast close it (which, with NATS's own
+// latency, could happen before batching too). The holder of a persistent
+// session is still asked directly, and waited for.
+
+const (
+	// kickDelay is the longest a takeover broadcast waits for others.
+	kickDelay = time.Millisecond
+	// kickBatchMax flushes a batch early (bytes).
+	kickBatchMax = 32 << 10
+)
+
+type kickBatch struct {
+	mu      sync.Mutex
+	buf     []byte // header and kicks; empty: nothing pending
+	armed   bool   // a flush is scheduled
+	stopped bool
+	timer   *time.Timer
+	wg      sync.WaitGroup // the scheduled flush
+}
+
+// queueKick adds a kick to the batch and schedules or makes the flush.
+func (b *Bus) queueKick(tenant, clientID, connID string, connected time.Time) {
+	k := &b.kicks
+	k.mu.Lock()
+	if len(k.buf) == 0 {
+		k.buf = appendField(k.buf, b.opts.NodeID)
 	}
+	k.buf = appendField(k.buf, tenant)
+	k.buf = appendField(k.buf, clientID)
+	k.buf = appendField(k.buf, connID)
+	k.buf = binary.AppendUvarint(k.buf, uint64(max(connected.UnixNano(), 0)))
+	var full []byte
+	switch {
+	case len(k.buf) >= kickBatchMax || k.stopped:
+		full, k.buf = k.buf, nil
+	case !k.armed:
+		k.armed = true
+		k.wg.Add(1)
+		if k.timer == nil {
+			k.timer = time.AfterFunc(kickDelay, b.flushKicks)
+		} else {
+			k.timer.Reset(kickDelay)
+		}
+	}
+	k.mu.Unlock()
+	if full != nil {
+		b.publishKicks(full)
+	}
+}
+
+// flushKicks is the scheduled flush.
+func (b *Bus) flushKicks() {
+	k := &b.kicks
+	k.mu.Lock()
+	buf := k.buf
+	k.buf, k.armed = nil, false
+	k.mu.Unlock()
+	if len(buf) > 0 {
+		b.publishKicks(buf)
+	}
+	k.wg.Done()
+}
+
+func (b *Bus) publishKicks(buf []byte) {
+	if err := b.nc.Publish(subjKicks, buf); err != nil {
+		b.log.Warn("takeover broadcast not sent", "err", err)
+	}
+}
+
+// closeKicks sends what is pending and stops batching.
+func (b *Bus) closeKicks() {
+	k := &b.kicks
+	k.mu.Lock()
+	k.stopped = true
+	if k.armed && k.timer.Stop() {
+		k.armed = false
+		k.wg.Done()
+	}
+	buf := k.buf
+	k.buf = nil
+	k.mu.Unlock()
+	k.wg.Wait()
+	if len(buf) > 0 {
+		b.publishKicks(buf)
+	}
+}
+
+// onKicks applies another edge's batch.
+func (b *Bus) onKicks(m *nats.Msg) {
+	data := m.Data
+	node, data, ok := readField(data)
+	if !ok || node == b.opts.NodeID {
+		return // our own: register already took over locally
+	}
+	for len(data) > 0 {
+		var tenant, id, conn string
+		var at uint64
+		if tenant, data, ok = readField(data); ok {
+			if id, data, ok = readField(data); ok {
+				if conn, data, ok = readField(data); ok {
+					var k int
+					at, k = binary.Uvarint(data)
+					ok = k > 0
+					data = data[max(k, 0):]
+				}
+			}
+		}
+		if !ok {
+			b.log.Warn("malformed takeover broadcast", "node", node)
+			return
+		}
+		var connected time.Time
+		if at > 0 {
+			connected = time.Unix(0, int64(at))
+		}
+		b.kick(tenant, id, conn, connected, false)
+	}
+}
+
+func appendField(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func readField(b []byte) (string, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return "", nil, false
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], true
+}
+
+// Kick implements broker.Cluster. The broadcast goes out within kickDelay
+// (batched, see queueKick); a closed NATS connection is refused at once.
+func (b *Bus) Kick(ctx context.Context, tenant, clientID, connID string, connected time.Time, node string) error {
+	if b.nc.IsClosed() {
+		return unavailable(nats.ErrConnectionClosed)
+	}
+	b.queueKick(tenant, clientID, connID, connected)
 	if node == "" || node == b.opts.NodeID {
 		return nil
 	}
