@@ -151,6 +151,7 @@ func (s *Server) routesAPI(g *echo.Group) (*apiState, error) {
 	route(http.MethodDelete, "/retained/message", s.deleteRetained)
 
 	route(http.MethodGet, "/clients", s.listClients)
+	route(http.MethodDelete, "/clients", s.kickClient, requireManage) // ?clientid=: any ID, "." and ".." too
 	route(http.MethodGet, "/clients/:clientid", s.getClient)
 	route(http.MethodDelete, "/clients/:clientid", s.kickClient, requireManage)
 	route(http.MethodGet, "/sessions", s.listSessions)
@@ -217,6 +218,7 @@ func (s *Server) apiKeyCaller(c echo.Context) (*Caller, error) {
 		k := e.caller
 		return &k, nil
 	}
+	epoch := a.keys.currentEpoch()
 	t, app, ak, err := s.cfg.Tenancy.VerifyAPIKey(c.Request().Context(), key)
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials):
@@ -229,7 +231,7 @@ func (s *Server) apiKeyCaller(c echo.Context) (*Caller, error) {
 	}
 	prefix, _, _ := strings.Cut(key, ".")
 	k := Caller{TenantID: t.ID, Tenant: t.Slug, AppID: app.ID, Actor: "apikey:" + prefix, Scope: ak.Scope}
-	a.keys.put(key, keyEntry{caller: k, prefix: prefix, app: app.Name, at: now})
+	a.keys.put(key, keyEntry{caller: k, prefix: prefix, app: app.Name, at: now}, epoch)
 	c.Set(keyInfoKey, &keyInfo{key: key, prefix: prefix, app: app.Name})
 	return &k, nil
 }

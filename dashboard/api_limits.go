@@ -110,10 +110,13 @@ func (t *throttle) fail(addr string, now time.Time) {
 // keyCache remembers verified API keys (by SHA-256 of the whole key) for
 // APIDeps.KeyCacheTTL, so that a busy integration does not cost three
 // database reads per request. At most keyCacheMax keys; full, it starts
-// over.
+// over. Every forget bumps the epoch, and a key verified under an older
+// epoch is not stored: a verification that started before a revocation
+// made through the API must not put the key back.
 type keyCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]keyEntry
+	mu    sync.Mutex
+	m     map[[32]byte]keyEntry
+	epoch uint64
 }
 
 type keyEntry struct {
@@ -138,10 +141,21 @@ func (c *keyCache) get(key string, now time.Time, ttl time.Duration) (keyEntry, 
 	return e, true
 }
 
-func (c *keyCache) put(key string, e keyEntry) {
+// currentEpoch is read before verifying a key, and handed to put.
+func (c *keyCache) currentEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// put stores a key verified under epoch, unless a forget came since.
+func (c *keyCache) put(key string, e keyEntry, epoch uint64) {
 	h := sha256.Sum256([]byte(key))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
 	if len(c.m) >= keyCacheMax {
 		clear(c.m)
 	}
@@ -153,6 +167,7 @@ func (c *keyCache) put(key string, e keyEntry) {
 func (c *keyCache) forget(tenantID, prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.epoch++
 	for h, e := range c.m {
 		if tenantID == "" || (e.caller.TenantID == tenantID && (prefix == "" || e.prefix == prefix)) {
 			delete(c.m, h)
@@ -165,11 +180,14 @@ func (c *keyCache) forget(tenantID, prefix string) {
 
 // ruleCache holds each API key's compiled rules for APIDeps.RulesTTL, by
 // tenant and key prefix; changes made through the API drop the tenant's
-// entries at once.
+// entries at once, and bump the epoch: rules loaded under an older epoch
+// are used by the request that loaded them but not stored (they may
+// predate the change).
 type ruleCache struct {
-	mu sync.Mutex
-	m  map[string]map[string]ruleEntry // tenant → prefix → rules
-	n  int
+	mu    sync.Mutex
+	m     map[string]map[string]ruleEntry // tenant → prefix → rules
+	n     int
+	epoch uint64
 }
 
 type ruleEntry struct {
@@ -193,6 +211,7 @@ func (a *apiState) rulesFor(ctx context.Context, tn Tenancy, k *Caller, ki *keyI
 	c := &a.rules
 	c.mu.Lock()
 	e, ok := c.m[k.Tenant][ki.prefix]
+	epoch := c.epoch
 	c.mu.Unlock()
 	if ok && now.Sub(e.at) <= a.deps.RulesTTL {
 		return e.rs, nil
@@ -203,6 +222,10 @@ func (a *apiState) rulesFor(ctx context.Context, tn Tenancy, k *Caller, ki *keyI
 	}
 	rs := auth.Compile(rules, "", ki.prefix)
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return rs, nil
+	}
 	if c.n >= ruleCacheMax {
 		clear(c.m)
 		c.n = 0
@@ -214,13 +237,13 @@ func (a *apiState) rulesFor(ctx context.Context, tn Tenancy, k *Caller, ki *keyI
 		c.n++
 	}
 	c.m[k.Tenant][ki.prefix] = ruleEntry{rs: rs, at: now}
-	c.mu.Unlock()
 	return rs, nil
 }
 
 // forget drops a tenant's compiled rules.
 func (c *ruleCache) forget(tenantSlug string) {
 	c.mu.Lock()
+	c.epoch++
 	c.n -= len(c.m[tenantSlug])
 	delete(c.m, tenantSlug)
 	c.mu.Unlock()

@@ -38,7 +38,10 @@ func (s *Server) credentialNames(c echo.Context, slug string) map[string]string 
 	return out
 }
 
-// listClients handles GET /api/v1/clients?limit=1000.
+// listClients handles GET /api/v1/clients?limit=1000, and
+// GET /api/v1/clients?clientid=… (that client, if connected: a list of at
+// most one; the query reaches any client ID, "." and ".." too, which no
+// browser sends as a path segment).
 func (s *Server) listClients(c echo.Context) error {
 	k, err := tenantCaller(c)
 	if err != nil {
@@ -52,8 +55,17 @@ func (s *Server) listClients(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cs, truncated, err := cl.Clients(c.Request().Context(), k.Tenant, limit)
-	if err != nil {
+	var cs []ClientInfo
+	truncated := false
+	if q := c.QueryParams(); q.Has("clientid") {
+		ci, err := cl.Client(c.Request().Context(), k.Tenant, q.Get("clientid"))
+		switch {
+		case err == nil:
+			cs = []ClientInfo{*ci}
+		case !isNotFound(err):
+			return err
+		}
+	} else if cs, truncated, err = cl.Clients(c.Request().Context(), k.Tenant, limit); err != nil {
 		return err
 	}
 	names := s.credentialNames(c, k.Tenant)
@@ -91,17 +103,22 @@ func (s *Server) getClient(c echo.Context) error {
 	return c.JSON(http.StatusOK, ci)
 }
 
-// kickClient handles DELETE /api/v1/clients/:clientid: the client is
-// disconnected (MQTT 5: administrative action); its persistent session
-// stays. 404 unless connected.
+// kickClient handles DELETE /api/v1/clients/:clientid (or
+// /api/v1/clients?clientid=…): the client is disconnected (MQTT 5:
+// administrative action); its persistent session stays. 404 unless
+// connected. Admin scope.
 func (s *Server) kickClient(c echo.Context) error {
 	k, err := tenantCaller(c)
 	if err != nil {
 		return err
 	}
-	id, err := pathParam(c, "clientid")
-	if err != nil {
-		return err
+	id := c.QueryParam("clientid")
+	if c.Path() != "/api/v1/clients" {
+		if id, err = pathParam(c, "clientid"); err != nil {
+			return err
+		}
+	} else if !c.QueryParams().Has("clientid") {
+		return invalidField("clientid", "the clientid query parameter is required")
 	}
 	cl, err := s.api.cluster()
 	if err != nil {

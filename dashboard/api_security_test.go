@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relaymq/relay/auth"
 	"github.com/relaymq/relay/tenant"
@@ -50,7 +51,7 @@ func TestAPIScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	manage := regexp.MustCompile(`^(GET|POST|DELETE) /api/v1/(apps|credentials|apikeys|acl)(/|$)|^DELETE /api/v1/clients/`)
+	manage := regexp.MustCompile(`^(GET|POST|DELETE) /api/v1/(apps|credentials|apikeys|acl)(/|$)|^DELETE /api/v1/clients(/|$)`)
 	param := regexp.MustCompile(`:[a-z]+`)
 	n := 0
 	for _, r := range s.echo.Routes() {
@@ -75,8 +76,8 @@ func TestAPIScopes(t *testing.T) {
 			}
 		}
 	}
-	if n != 13 {
-		t.Errorf("%d management routes, want 13", n)
+	if n != 14 {
+		t.Errorf("%d management routes, want 14", n)
 	}
 }
 
@@ -185,5 +186,57 @@ func TestPublishProps(t *testing.T) {
 	req := &publishRequest{Topic: "t", Payload: &payload, Properties: &publishProperties{UserProperties: map[string]string{"k": strings.Repeat("v", 60)}}}
 	if _, err := a.message(mc, req, ""); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("properties over the packet size: %v", err)
+	}
+}
+
+// rulesTenancy returns rules for API keys, running during (if set) while
+// it "reads the database".
+type rulesTenancy struct {
+	Tenancy
+	rules  []auth.Rule
+	during func()
+}
+
+func (f *rulesTenancy) APIKeyRules(context.Context, string, string, string) ([]auth.Rule, error) {
+	r := f.rules
+	if f.during != nil {
+		f.during()
+	}
+	return r, nil
+}
+
+// TestCacheEpochs: a change made through the API while a key's rules or
+// the key itself are being loaded is not undone by storing the stale
+// result in the cache.
+func TestCacheEpochs(t *testing.T) {
+	a := &apiState{deps: APIDeps{RulesTTL: time.Hour}}
+	a.rules.m = map[string]map[string]ruleEntry{}
+	a.keys.m = map[[32]byte]keyEntry{}
+	k := &Caller{Tenant: "acme", TenantID: "t1"}
+	ki := &keyInfo{prefix: "rk_1", app: "devices"}
+	allowAll := auth.Rule{Effect: auth.Allow, Action: auth.PubSub, Filter: "#"}
+	tn := &rulesTenancy{rules: []auth.Rule{allowAll}}
+	tn.during = func() { a.rules.forget("acme") } // the ACL changes mid-load
+	rs, err := a.rulesFor(context.Background(), tn, k, ki)
+	if err != nil || !rs.CanPublish([]byte("x")) {
+		t.Fatalf("rules: %v", err)
+	}
+	tn.rules, tn.during = nil, nil // the change: nothing allowed
+	if rs, _ := a.rulesFor(context.Background(), tn, k, ki); rs.CanPublish([]byte("x")) {
+		t.Fatal("rules loaded before the change were cached after it")
+	}
+	if rs, _ := a.rulesFor(context.Background(), &rulesTenancy{rules: []auth.Rule{allowAll}}, k, ki); rs.CanPublish([]byte("x")) {
+		t.Fatal("rules loaded after the change were not cached")
+	}
+
+	epoch := a.keys.currentEpoch()
+	a.keys.forget("t1", "rk_1") // revoked while it was being verified
+	a.keys.put("rk_1.s", keyEntry{caller: *k, prefix: "rk_1", at: time.Now()}, epoch)
+	if _, ok := a.keys.get("rk_1.s", time.Now(), time.Hour); ok {
+		t.Fatal("a key verified before its revocation was cached after it")
+	}
+	a.keys.put("rk_1.s", keyEntry{caller: *k, prefix: "rk_1", at: time.Now()}, a.keys.currentEpoch())
+	if _, ok := a.keys.get("rk_1.s", time.Now(), time.Hour); !ok {
+		t.Fatal("a key verified now was not cached")
 	}
 }

@@ -4,16 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,6 +156,12 @@ func TestAPIOperatorRoutes(t *testing.T) {
 	}
 }
 
+// sqlStateError is a database error with a SQLSTATE code, as pgconn's.
+type sqlStateError string
+
+func (e sqlStateError) Error() string    { return "SQLSTATE " + string(e) }
+func (e sqlStateError) SQLState() string { return string(e) }
+
 func TestAPIStatusOf(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
@@ -177,6 +186,13 @@ func TestAPIStatusOf(t *testing.T) {
 		{echo.ErrNotFound, 404},
 		{echo.NewHTTPError(http.StatusForbidden, "csrf"), 403},
 		{errors.New("boom"), 500},
+		// A store's driver errors: the database is down, not a bug.
+		{fmt.Errorf("gormstore: tenant: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), 503},
+		{fmt.Errorf("gormstore: apps: %w", driver.ErrBadConn), 503},
+		{fmt.Errorf("gormstore: apps: %w", context.DeadlineExceeded), 503},
+		{fmt.Errorf("gormstore: apps: %w", sqlStateError("08006")), 503},
+		{fmt.Errorf("gormstore: apps: %w", sqlStateError("57P01")), 503},
+		{fmt.Errorf("gormstore: apps: %w", sqlStateError("42P01")), 500},
 	} {
 		got, _ := statusOf(tc.err)
 		if got != tc.status {

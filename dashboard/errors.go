@@ -1,10 +1,16 @@
 package dashboard
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -118,13 +124,40 @@ func statusOf(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, tenant.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
+	case backendDown(err):
+		return http.StatusServiceUnavailable, ErrUnavailable.Error() + ": the database or backbone did not answer; try again"
 	}
 	return http.StatusInternalServerError, "internal error"
 }
 
+// backendDown reports whether err is a dependency (the database) being
+// unreachable or overloaded rather than a bug: a network error, a broken or
+// closed connection, a timeout, or a PostgreSQL error of class 08
+// (connection exception), 53 (insufficient resources) or 57 (operator
+// intervention, e.g. shutting down). The stores wrap driver errors with %w,
+// so they are recognised here, in the one place errors become statuses.
+func backendDown(err error) bool {
+	var ne net.Error
+	var st interface{ SQLState() string }
+	switch {
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.As(err, &ne):
+		return true
+	case errors.As(err, &st):
+		switch c := st.SQLState(); {
+		case strings.HasPrefix(c, "08"), strings.HasPrefix(c, "53"), strings.HasPrefix(c, "57"):
+			return true
+		}
+	}
+	return false
+}
+
 // handleError is Echo's error handler and the one place where errors
 // become HTTP statuses: 400 invalid, 401, 403, 404, 409, 413, 429 (with
-// Retry-After), 503 backbone or database down, 500 anything else (logged).
+// Retry-After), 503 backbone or database down (also when a store's error is
+// a connection failure: backendDown), 500 anything else (logged).
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -143,6 +176,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(max(1, (rl.RetryAfter+time.Second-1)/time.Second))))
 	}
 	switch {
+	case errors.Is(err, context.Canceled):
+		// The client went away: nobody reads the answer.
 	case status == http.StatusServiceUnavailable:
 		s.log.Warn("HTTP request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	case status >= 500:

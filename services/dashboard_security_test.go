@@ -546,3 +546,31 @@ func TestSecurityRetainedListSize(t *testing.T) {
 		t.Fatalf("GET /retained/message: %d bytes", len(one.PayloadText))
 	}
 }
+
+// TestSecurityDotClientIDs: clients whose IDs are "." and ".." (path
+// segments a browser never sends as they are) are found and kicked through
+// the query forms of /clients, as the page does.
+func TestSecurityDotClientIDs(t *testing.T) {
+	e := startAPI(t)
+	a := e.newAPITenant(t, "acme")
+	for _, id := range []string{".", ".."} {
+		lost := make(chan error, 1)
+		connect(t, e.addr, id, withCred(a.cred), onLost(lost))
+		var cs []struct {
+			ClientID string `json:"client_id"`
+		}
+		a.api.do(t, http.MethodGet, "/clients?clientid="+url.QueryEscape(id), nil).expect(t, "get "+id, http.StatusOK, &cs)
+		if len(cs) != 1 || cs[0].ClientID != id {
+			t.Fatalf("GET /clients?clientid=%s: %+v", id, cs)
+		}
+		a.api.do(t, http.MethodDelete, "/clients?clientid="+url.QueryEscape(id), nil).expect(t, "kick "+id, http.StatusNoContent, nil)
+		waitLost(t, lost, "kicked client "+id, waitTimeout)
+	}
+	var none []any
+	a.api.do(t, http.MethodGet, "/clients?clientid=nobody", nil).expect(t, "unknown", http.StatusOK, &none)
+	if len(none) != 0 {
+		t.Fatalf("unknown client: %v", none)
+	}
+	a.api.do(t, http.MethodDelete, "/clients?clientid=nobody", nil).expectError(t, "kick unknown", http.StatusNotFound, "not_found")
+	a.api.do(t, http.MethodDelete, "/clients", nil).expectError(t, "kick without an ID", http.StatusBadRequest, "invalid")
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -497,6 +498,8 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&hc.Bus.MessageMaxAge, "session-expiry", 24*time.Hour, "as the edges' --session-expiry")
 	fs.IntVar(&hc.Bus.MaxControlLine, "nats-max-control-line", 4096, "as the edges' --nats-max-control-line")
 	fs.IntVar(&hc.MaxPacketSize, "max-packet-size", 1<<20, "as the edges' --max-packet-size: larger HTTP messages are refused")
+	var proxies prefixList
+	fs.Var(&proxies, "trusted-proxies", trustedProxiesUsage)
 	if code := parse(fs, args, stderr); code != 0 {
 		return max(code, 0)
 	}
@@ -526,6 +529,7 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if *httpAddr != "" {
 		hc.Addr = *httpAddr
+		hc.API.TrustedProxies = proxies
 		if err := ctl.ServeHTTP(ctx, nc, hc); err != nil {
 			log.Error("start failed", "err", err)
 			return 1
@@ -539,4 +543,45 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	log.Info("shutting down")
 	ctl.Close() // before the NATS connection drains
 	return 0
+}
+
+// trustedProxiesUsage is the help of --trusted-proxies (serve, control).
+const trustedProxiesUsage = "reverse proxies in front of the HTTP port (comma-separated CIDRs or addresses, e.g. 10.0.0.0/8): client addresses for sign-in and API key throttling are then read from their X-Forwarded-For"
+
+// prefixList is a flag of comma-separated CIDRs or single addresses.
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	if p == nil {
+		return ""
+	}
+	out := make([]string, len(*p))
+	for i, x := range *p {
+		out[i] = x.String()
+	}
+	return strings.Join(out, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	*p = nil
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return fmt.Errorf("%q: want a CIDR (10.0.0.0/8) or an address", f)
+			}
+			*p = append(*p, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		x, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("%q: want a CIDR (10.0.0.0/8) or an address", f)
+		}
+		*p = append(*p, x.Masked())
+	}
+	return nil
 }

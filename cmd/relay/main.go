@@ -245,6 +245,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	natsAddr := fs.String("nats-addr", "", "expose the embedded NATS on HOST:PORT so that other edges (relay edge --nats-url) can join")
 	databaseURL := fs.String("database-url", "", "control-plane database: postgres://… (default: SQLite relay.db in --data-dir)")
 	keyFile := fs.String("secret-key-file", "", "key of the keyed hash of generated secrets (default: --data-dir/secret.key)")
+	var proxies prefixList
+	fs.Var(&proxies, "trusted-proxies", trustedProxiesUsage)
 	var tf transportFlags
 	tf.register(fs)
 	if code := parse(fs, args, stderr); code != 0 {
@@ -263,6 +265,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		},
 	}
 	tf.apply(&sc.Edge)
+	sc.API.TrustedProxies = proxies
 	srv, err := services.NewServer(sc)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay serve:", err)

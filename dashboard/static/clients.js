@@ -51,7 +51,9 @@
       "Its connection closes now. It may reconnect with the same credential; to keep it out, revoke the credential.", "Kick client");
     if (!ok) return;
     try {
-      await R.busy(btn, R.api("DELETE", "/clients/" + encodeURIComponent(c.client_id)));
+      // The query form reaches every client ID ("." and ".." are path
+      // segments no browser sends as they are).
+      await R.busy(btn, R.api("DELETE", "/clients?clientid=" + encodeURIComponent(c.client_id)));
       R.toast(c.client_id + " disconnected");
       clients = clients.filter(function (x) { return x.client_id !== c.client_id; });
       renderClients();
