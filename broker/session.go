@@ -263,9 +263,10 @@ func (c *client) queueLoop(ctx context.Context) {
 		if rules := c.principal.Rules(); rules != c.aclSeen.Load() {
 			c.refreshACL(rules)
 		}
-		qos, subIDs := c.queueQoS(m)
+		qos, subIDs, retain := c.queueQoS(m)
 		if qos == 0 {
-			// No longer subscribed: done with it.
+			// No longer subscribed (or only No Local subscriptions match
+			// its own message): done with it.
 			d.Ack()
 			continue
 		}
@@ -285,7 +286,7 @@ func (c *client) queueLoop(ctx context.Context) {
 			d.Nak()
 			return
 		}
-		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, msg: m, dup: d.Redelivered(), reserved: true, subIDs: subIDs})
+		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, retain: retain, msg: m, dup: d.Redelivered(), reserved: true, subIDs: subIDs})
 	}
 }
 
@@ -315,24 +316,30 @@ func (c *client) released(id uint16, seq uint64) bool {
 // capped by the message's QoS; 0 if none matches any more. The queue holds
 // one copy for all of them, so it goes out with the subscription
 // identifiers of every one of them [MQTT-3.3.4-4], also returned.
-func (c *client) queueQoS(m *Message) (byte, []int) {
+func (c *client) queueQoS(m *Message) (qos byte, ids []int, retain bool) {
 	var best byte
-	var ids []int
 	c.mu.Lock()
 	d := c.aclDenied.Load()
+	own := m.ClientID == c.id
 	for _, s := range c.subs {
 		if s.QoS == 0 || !durable(s.Filter) || (d != nil && (*d)[s.Filter]) {
 			continue
+		}
+		if s.NoLocal && own {
+			continue // [MQTT-3.8.3-3]: not to the connection that published it
 		}
 		if topic.Match(s.Filter, m.Topic) {
 			best = max(best, s.QoS)
 			if s.ID > 0 && c.version == packet.V5 {
 				ids = append(ids, s.ID)
 			}
+			// [MQTT-3.3.1-12]: RETAIN as published only where a matching
+			// subscription asked for it.
+			retain = retain || (s.RetainAsPublished && m.Retain)
 		}
 	}
 	c.mu.Unlock()
-	return min(best, m.QoS), ids
+	return min(best, m.QoS), ids, retain
 }
 
 // packetIDFor maps a backbone sequence to a packet ID in 1..65535.
