@@ -240,3 +240,27 @@ func TestCacheEpochs(t *testing.T) {
 		t.Fatal("a key verified now was not cached")
 	}
 }
+
+// TestHSTS: Strict-Transport-Security over TLS only, never for the
+// tenants' subdomains.
+func TestHSTS(t *testing.T) {
+	s := newAPITestServer(t)
+	for _, tls := range []bool{false, true} {
+		ts := httptest.NewUnstartedServer(s.Handler())
+		if tls {
+			ts.StartTLS()
+		} else {
+			ts.Start()
+		}
+		res, err := ts.Client().Get(ts.URL + "/healthz")
+		ts.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		h := res.Header.Get("Strict-Transport-Security")
+		if tls && (!strings.Contains(h, "max-age=31536000") || strings.Contains(h, "includeSubDomains")) || !tls && h != "" {
+			t.Errorf("TLS %v: Strict-Transport-Security %q", tls, h)
+		}
+	}
+}

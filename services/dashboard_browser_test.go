@@ -517,6 +517,13 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		p.do("dismiss", chromedp.Click(chromedp.ID("secret-dismiss")))
 		p.waitJS("the key is listed", `document.querySelector("#keys-list [data-revoke-key]") !== null`)
+		p.waitJS("as a publish key", `document.getElementById("keys-list").textContent.includes("Publish")`)
+		// An admin key: chosen, confirmed, shown as such.
+		p.do("choose the admin scope", chromedp.SetValue(chromedp.ID("key-scope"), "admin"), chromedp.Click(chromedp.ID("create-key")))
+		p.confirm()
+		p.do("the admin key", chromedp.WaitVisible(chromedp.ID("secret-key")))
+		p.do("dismiss", chromedp.Click(chromedp.ID("secret-dismiss")))
+		p.waitJS("both keys are listed, one admin", `document.querySelectorAll("#keys-list [data-revoke-key]").length === 2 && document.getElementById("keys-list").textContent.includes("Admin")`)
 		p.shot("04-app")
 		p.navigate("/apps")
 		p.do("the app list", chromedp.WaitVisible(chromedp.CSS(`.app-tile[data-app="sensors"]`)))
