@@ -61,6 +61,12 @@ type Router interface {
 	// each message goes to one route of the group. Local filters are
 	// delivered by the broker's own check of Message.Origin.
 	Subscribe(tenant string, f topic.Filter, class Class, h Handler) (Route, error)
+	// Sync returns once every route opened before the call receives the
+	// messages any edge publishes after it returns, or with ctx's error or
+	// one wrapping ErrBackboneUnavailable. The broker calls it before
+	// SUBACK when a SUBSCRIBE opened a route, so that a message published
+	// right after SUBACK is not missed [MQTT-3.8.4-3].
+	Sync(ctx context.Context) error
 }
 
 // Route is an open subscription on the Router.

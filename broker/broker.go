@@ -464,6 +464,9 @@ type route struct {
 	// dollar is set when the filter starts with a wildcard, so that topics
 	// starting with '$' must be dropped [MQTT-4.7.2-1].
 	dollar bool
+	// synced: the backbone delivers to the route whatever is published
+	// from now on (Router.Sync returned after it was opened).
+	synced atomic.Bool
 
 	mu   sync.RWMutex
 	subs []routeSub
@@ -478,8 +481,10 @@ type routeSub struct {
 }
 
 // addRoute subscribes c to the route for (tenant, sub.Filter, class),
-// opening the backbone subscription if c is the first.
-func (b *Broker) addRoute(c *client, f topic.Filter, sub Subscription, class Class) error {
+// opening the backbone subscription if c is the first. Until the route is
+// synced (see syncRoutes) a message published elsewhere may not reach it
+// yet.
+func (b *Broker) addRoute(c *client, f topic.Filter, sub Subscription, class Class) (*route, error) {
 	k := routeKey{c.tenant, sub.Filter, class}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -488,7 +493,7 @@ func (b *Broker) addRoute(c *client, f topic.Filter, sub Subscription, class Cla
 		rt = &route{key: k, f: f, b: b, local: f.Kind == topic.Local, dollar: topic.NeedsDollarCheck(f.Topic)}
 		r, err := b.bb.Subscribe(c.tenant, f, class, rt.deliver)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rt.r = r
 		b.routes[k] = rt
@@ -498,11 +503,36 @@ func (b *Broker) addRoute(c *client, f topic.Filter, sub Subscription, class Cla
 		if rt.subs[i].c == c {
 			rt.subs[i].sub = sub
 			rt.mu.Unlock()
-			return nil
+			return rt, nil
 		}
 	}
 	rt.subs = append(rt.subs, routeSub{c, sub})
 	rt.mu.Unlock()
+	return rt, nil
+}
+
+// syncRoutes waits (outside Broker.mu) until the backbone delivers to the
+// routes that are not synced yet, and marks them synced. A route another
+// connection just opened counts too: its subscriber's SUBACK must wait just
+// the same. On a backbone error the routes stay unsynced (the next
+// subscriber waits again) and the error is returned.
+func (b *Broker) syncRoutes(ctx context.Context, rts []*route) error {
+	pending := false
+	for _, rt := range rts {
+		if !rt.synced.Load() {
+			pending = true
+			break
+		}
+	}
+	if !pending {
+		return nil
+	}
+	if err := b.bb.Sync(ctx); err != nil {
+		return err
+	}
+	for _, rt := range rts {
+		rt.synced.Store(true)
+	}
 	return nil
 }
 

@@ -75,6 +75,7 @@ func (bb *memBackbone) Subscribe(tenant string, f topic.Filter, _ Class, h Handl
 	return r, nil
 }
 
+func (*memBackbone) Sync(context.Context) error { return nil }
 func (*memBackbone) Retained(context.Context, string, string, func(*Message) error) error { return nil }
 func (*memBackbone) LoadSession(context.Context, string, string) (*SessionState, uint64, error) {
 	return nil, 0, ErrSessionNotFound

@@ -547,6 +547,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		existed bool
 	}
 	var gs []granted
+	var rts []*route      // the routes of the granted subscriptions
 	var problems []string // reason string of the SUBACK (MQTT 5)
 	subID := 0
 	if len(p.Properties.SubscriptionIdentifiers) > 0 {
@@ -579,11 +580,13 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 		if existed && c.classFor(old) != c.classFor(sub) {
 			c.b.removeRoute(c, old.Filter, c.classFor(old))
 		}
-		if err := c.b.addRoute(c, f, sub, c.classFor(sub)); err != nil {
+		rt, err := c.b.addRoute(c, f, sub, c.classFor(sub))
+		if err != nil {
 			c.log().Error("subscribe failed", "filter", s.Filter, "err", err)
 			codes[i] = c.failCode(packet.UnspecifiedError)
 			continue
 		}
+		rts = append(rts, rt)
 		c.mu.Lock()
 		if c.subs == nil {
 			c.subs = make(map[string]Subscription)
@@ -615,6 +618,18 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 			}
 			gs = nil
 		}
+	}
+	if len(gs) > 0 {
+		// A route opened just now (by this client or another one) may not
+		// be known to the backbone yet: a message published on another
+		// edge right after SUBACK would miss it [MQTT-3.8.4-3]. Wait until
+		// it is (a round trip to NATS); if the backbone does not answer,
+		// SUBACK anyway — its subscriptions are sent again when it is back.
+		ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.BackboneTimeout)
+		if err := c.b.syncRoutes(ctx, rts); err != nil {
+			c.log().Warn("new subscription not confirmed by the backbone; SUBACK anyway", "err", err)
+		}
+		cancel()
 	}
 	// The rules may have changed while this SUBSCRIBE was checked: make
 	// the next delivery check the new subscriptions against them.

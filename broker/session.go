@@ -138,16 +138,24 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 		c.subs[s.Filter] = s
 	}
 	c.mu.Unlock()
+	var rts []*route
 	for _, s := range st.Subscriptions {
 		f, err := topic.ParseFilter(s.Filter)
 		if err != nil {
 			c.log().Warn("stored subscription is invalid; dropped", "filter", s.Filter, "err", err)
 			continue
 		}
-		if err := c.b.addRoute(c, f, s, c.classFor(s)); err != nil {
+		rt, err := c.b.addRoute(c, f, s, c.classFor(s))
+		if err != nil {
 			c.closeSession() // the caller removes the routes restored so far
 			return false, fmt.Errorf("restoring subscription %q: %w", s.Filter, err)
 		}
+		rts = append(rts, rt)
+	}
+	// Live messages (QoS 0, shared and $local subscriptions) published
+	// right after CONNACK reach the restored routes, as after a SUBACK.
+	if err := c.b.syncRoutes(ctx, rts); err != nil {
+		c.log().Warn("restored subscriptions not confirmed by the backbone", "err", err)
 	}
 	return present, nil
 }

@@ -134,6 +134,8 @@ type Bus struct {
 	kickSubs []*nats.Subscription
 	// kicks batches takeover broadcasts (cluster.go).
 	kicks kickBatch
+	// syncs groups the flushes of Sync (router.go).
+	syncs syncer
 
 	bufPool sync.Pool
 	origins originTable // interned node IDs of decoded messages
@@ -334,6 +336,9 @@ func (b *Bus) setup(ctx context.Context) error {
 func (b *Bus) Close() error {
 	b.once.Do(func() {
 		close(b.quit)
+		b.syncs.mu.Lock()
+		b.syncs.closed = true
+		b.syncs.mu.Unlock()
 		b.wg.Wait()
 		b.closeKicks()
 		b.kickMu.Lock()

@@ -1,10 +1,12 @@
 package natsbus
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -211,4 +213,77 @@ func (b *Bus) Subscribe(tenant string, f topic.Filter, class broker.Class, h bro
 		r.subs = append(r.subs, ns)
 	}
 	return r, nil
+}
+
+// ---------------------------------------------------------------------------
+// Sync: nats.go sends SUB to the server asynchronously, so a subscription
+// made just now may not be known to the server yet; a message another
+// connection (another edge) publishes meanwhile is not delivered to it. A
+// flush (PING, answered by PONG after everything before it, SUB included,
+// is processed) closes that gap. Concurrent callers share flushes: each
+// waits for the first flush that starts after it asked, so a subscribe
+// storm costs one round trip at a time, not one per SUBSCRIBE.
+//
+// In a NATS cluster the server a publisher is connected to learns of the
+// interest from ours a little later (routes propagate it asynchronously);
+// the flush covers publishers on the same server.
+
+// syncer groups the flushes of Sync.
+type syncer struct {
+	mu      sync.Mutex
+	running bool         // flushLoop runs (counted in Bus.wg)
+	closed  bool         // the Bus is closing: no new flushLoop
+	waiting []chan error // for the next flush
+}
+
+// Sync implements broker.Router.
+func (b *Bus) Sync(ctx context.Context) error {
+	ch := make(chan error, 1)
+	s := &b.syncs
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: shutting down", broker.ErrBackboneUnavailable)
+	}
+	s.waiting = append(s.waiting, ch)
+	start := !s.running
+	if start {
+		s.running = true
+		b.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if start {
+		go b.flushLoop()
+	}
+	select {
+	case err := <-ch:
+		if err != nil {
+			return unavailable(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flushLoop flushes while callers wait, each flush answering those who
+// asked before it started.
+func (b *Bus) flushLoop() {
+	defer b.wg.Done()
+	s := &b.syncs
+	for {
+		s.mu.Lock()
+		waiting := s.waiting
+		s.waiting = nil
+		if len(waiting) == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		err := b.nc.FlushTimeout(b.opts.AckTimeout)
+		for _, ch := range waiting {
+			ch <- err
+		}
+	}
 }
