@@ -559,10 +559,10 @@ func TestSecurityDotClientIDs(t *testing.T) {
 		var cs []struct {
 			ClientID string `json:"client_id"`
 		}
-		a.api.do(t, http.MethodGet, "/clients?clientid="+url.QueryEscape(id), nil).expect(t, "get "+id, http.StatusOK, &cs)
-		if len(cs) != 1 || cs[0].ClientID != id {
-			t.Fatalf("GET /clients?clientid=%s: %+v", id, cs)
-		}
+		waitUntil(t, "GET /clients?clientid="+id+" finds it", func() bool { // the edges report it within moments
+			a.api.do(t, http.MethodGet, "/clients?clientid="+url.QueryEscape(id), nil).expect(t, "get "+id, http.StatusOK, &cs)
+			return len(cs) == 1 && cs[0].ClientID == id
+		})
 		a.api.do(t, http.MethodDelete, "/clients?clientid="+url.QueryEscape(id), nil).expect(t, "kick "+id, http.StatusNoContent, nil)
 		waitLost(t, lost, "kicked client "+id, waitTimeout)
 	}
