@@ -122,9 +122,10 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 func (s *Server) clientIP(c echo.Context) string { return c.RealIP() }
 
 // Request limits: every response must be written within writeTimeout
-// (long-lived streams extend it per write), and a request body is at most
-// bodyLimit bytes (the API's routes apply their own, smaller limits as they
-// read it).
+// (live watches extend it per write), and a page's request body (a form)
+// is at most formBody bytes; the API's bodies are at most the largest
+// publish batch, and each route applies its own, smaller limit as it reads
+// one.
 const (
 	writeTimeout = 60 * time.Second
 	formBody     = 64 << 10
