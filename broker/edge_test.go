@@ -75,7 +75,7 @@ func (bb *memBackbone) Subscribe(tenant string, f topic.Filter, _ Class, h Handl
 	return r, nil
 }
 
-func (*memBackbone) Sync(context.Context) error { return nil }
+func (*memBackbone) Sync(context.Context) error                                           { return nil }
 func (*memBackbone) Retained(context.Context, string, string, func(*Message) error) error { return nil }
 func (*memBackbone) LoadSession(context.Context, string, string) (*SessionState, uint64, error) {
 	return nil, 0, ErrSessionNotFound
@@ -99,12 +99,12 @@ func (*memBackbone) CancelWill(context.Context, string, string, string, string) 
 func (*memBackbone) FireWill(context.Context, string, string, string, string, func(*Message) bool) (bool, error) {
 	return false, nil
 }
-func (*memBackbone) HandleKicks(KickFunc)                                      {}
+func (*memBackbone) HandleKicks(KickFunc) {}
 func (*memBackbone) Kick(context.Context, string, string, string, time.Time, string) error {
 	return nil
 }
-func (*memBackbone) Connected(string, int)                                     {}
-func (*memBackbone) Connections(string) int                                    { return 0 }
+func (*memBackbone) Connected(string, int)  {}
+func (*memBackbone) Connections(string) int { return 0 }
 
 // startEdge serves a broker on a loopback port and returns it with its
 // address; it is closed at the end of the test.

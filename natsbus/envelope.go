@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/relaymq/relay/broker"
 	"github.com/relaymq/relay/broker/packet"
@@ -78,6 +79,13 @@ func appendEnvelope(dst []byte, m *broker.Message, withTopic bool) []byte {
 // decodeEnvelope fills m from an envelope; m's byte slices alias data.
 // Node IDs are interned in origins (nil: not interned).
 func decodeEnvelope(m *broker.Message, data []byte, origins *originTable) error {
+	return decodeEnvelopeRoom(m, data, origins, nil)
+}
+
+// decodeEnvelopeRoom is decodeEnvelope, with the client ID copied into
+// room's spare capacity if it fits (room's bytes are never written again,
+// so the string may share them).
+func decodeEnvelopeRoom(m *broker.Message, data []byte, origins *originTable, room []byte) error {
 	if len(data) < 2 || data[0] != envelopeVersion {
 		return errBadEnvelope
 	}
@@ -94,7 +102,12 @@ func decodeEnvelope(m *broker.Message, data []byte, origins *originTable) error 
 	if s, b, ok = readBytes(b); !ok {
 		return errBadEnvelope
 	}
-	m.ClientID = string(s)
+	if len(s) > 0 && len(s) <= cap(room)-len(room) {
+		room = append(room, s...)
+		m.ClientID = unsafe.String(&room[len(room)-len(s)], len(s))
+	} else {
+		m.ClientID = string(s)
+	}
 	if flags&flagExpiry != 0 {
 		if len(b) < 8 {
 			return errBadEnvelope
@@ -288,16 +301,33 @@ func indexByte(s string, c byte) int {
 
 // decodeMessage builds a Message from a subject tail and envelope.
 func decodeMessage(tenant, tail string, data []byte, origins *originTable) (*broker.Message, error) {
-	m := &broker.Message{Tenant: tenant}
-	t, err := topic.DecodeSubject(make([]byte, 0, len(tail)), []byte(tail))
+	d := new(decodedMessage)
+	m := &d.m
+	m.Tenant = tenant
+	t, err := topic.DecodeSubject(d.room[:0], tail)
 	if err != nil {
 		return nil, err
 	}
-	m.Topic = t
-	if err := decodeEnvelope(m, data, origins); err != nil {
+	// The rest of the room may hold the client ID: the topic must not
+	// grow into it.
+	m.Topic = t[:len(t):len(t)]
+	var room []byte
+	if len(t) <= len(d.room) {
+		room = d.room[len(t):len(t)]
+	}
+	if err := decodeEnvelopeRoom(m, data, origins, room); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// decodedMessage is a message decoded from the backbone with room for its
+// topic and publisher client ID, which are usually short: one allocation
+// per message a route receives instead of three (the message, the topic,
+// the client ID). Longer ones are allocated on their own.
+type decodedMessage struct {
+	m    broker.Message
+	room [112]byte
 }
 
 // originTable interns node IDs: every message carries its origin, and

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -48,7 +49,7 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		buf := msgSubject(*bp, m.Tenant, false, m.Topic)
 		sl := len(buf)
 		buf = appendEnvelope(buf, m, false)
-		err := b.nc.Publish(string(buf[:sl]), buf[sl:])
+		err := b.nc.Publish(bytesString(buf[:sl]), buf[sl:])
 		*bp = buf
 		b.putBuf(bp)
 		if err != nil {
@@ -87,7 +88,7 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 	sl := len(buf)
 	buf = appendEnvelope(buf, m, false)
 	*bp = buf
-	if err := b.nc.Publish(string(buf[:sl]), buf[sl:]); err != nil {
+	if err := b.nc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
 		return unavailable(err)
 	}
 	if m.Retain {
@@ -129,6 +130,17 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		}
 	}
 	return nil
+}
+
+// bytesString returns b as a string without copying, for a subject handed
+// to nats.go's Publish: it copies the subject into its write buffer before
+// returning and keeps no reference, so b may be reused afterwards. (A
+// string conversion was the QoS 0 publish's only allocation.)
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // joinDone returns a function that calls done once, after n calls, with the

@@ -123,8 +123,9 @@ func SubjectLen(topic []byte) int {
 // (an empty token, a bad or lower-case or unnecessary escape, a raw byte that
 // must be escaped, a raw '/', '+' or '#', or a result that is not a valid
 // topic name) it returns dst unchanged and ErrInvalidSubject. It does not
-// allocate when dst has len(subject) bytes of spare capacity.
-func DecodeSubject(dst []byte, subject []byte) ([]byte, error) {
+// allocate when dst has len(subject) bytes of spare capacity; the subject
+// may be a string (as nats.go hands it out) or bytes.
+func DecodeSubject[S ~string | ~[]byte](dst []byte, subject S) ([]byte, error) {
 	start := len(dst)
 	tokenStart := true // at the first byte of a token
 	for i := 0; i < len(subject); {
