@@ -231,7 +231,9 @@ func decodeProps(b []byte) (*packet.Properties, error) {
 //	                                "1" for QoS 1 and 2
 //	rly.ret.<tenant>.<topic…>       retained messages (RELAY_RETAINED)
 //	rly.q.<tenant>.<session>        a persistent session's queue (RELAY_QUEUE)
-//	rly.ctl.kick.<tenant>           client-ID takeover broadcast
+//	rly.ctl.kicks                   client-ID takeover broadcasts, batched
+//	                                (cluster.go); rly.ctl.kick.<tenant>
+//	                                from older edges
 //	rly.ctl.node.<node>.kick        takeover request to one node
 //
 // <topic…> is the MQTT topic mapped by topic.AppendSubject: one token per
