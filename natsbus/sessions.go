@@ -218,6 +218,7 @@ func (b *Bus) OpenQueue(ctx context.Context, s *broker.SessionState, unclean boo
 	// go out again with DUP set [MQTT-3.3.1-1].
 	if e, err := b.cursors.Get(ctx, q.key); err == nil {
 		q.dupUpTo, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+		q.cursorAt = q.dupUpTo
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, unavailable(err)
 	}
@@ -260,6 +261,7 @@ type queue struct {
 	purged    uint64              // floor as last purged from the subject
 	maxSeen   uint64              // highest sequence handed out
 	dupUpTo   uint64              // sequences ≤ this were sent by an earlier connection
+	cursorAt  uint64              // the stored cursor when the queue opened
 	flushing  bool                // a purge is scheduled
 	closed    chan struct{}
 	once      sync.Once
@@ -502,8 +504,18 @@ func (q *queue) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), q.b.opts.AckTimeout)
 		defer cancel()
 		q.purge(ctx)
-		if inflight && maxSeen > q.dupUpTo {
-			q.b.cursors.Put(ctx, q.key, strconv.AppendUint(nil, maxSeen, 10))
+		// What may have been sent: by this connection, and by an earlier
+		// one (an unclean takeover found its edge dead). Keeping the
+		// latter matters when this connection ends before sending it all
+		// again — e.g. it failed right after claiming the session: the
+		// next one no longer sees the dead edge's claim, only the cursor
+		// [MQTT-3.3.1-1].
+		upTo := q.dupUpTo
+		if inflight {
+			upTo = max(upTo, maxSeen)
+		}
+		if upTo > q.cursorAt {
+			q.b.cursors.Put(ctx, q.key, strconv.AppendUint(nil, upTo, 10))
 		}
 		if err := q.b.queue.DeleteConsumer(ctx, q.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			q.b.log.Debug("deleting session queue consumer", "err", err)
