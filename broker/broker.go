@@ -34,7 +34,7 @@ type Broker struct {
 	closed    bool
 	// wills are the timers of delayed wills (MQTT 5 Will Delay Interval)
 	// of connections that ended on this edge, by connection ID.
-	wills  map[string]*time.Timer
+	wills  map[string]*pendingWill
 	willWG sync.WaitGroup // one per armed or running will timer
 
 	conns    sync.WaitGroup // one per connection goroutine
@@ -95,7 +95,7 @@ func New(opts Options) (*Broker, error) {
 		clients:   make(map[clientKey]*client),
 		routes:    make(map[routeKey]*route),
 		listeners: make(map[net.Listener]struct{}),
-		wills:     make(map[string]*time.Timer),
+		wills:     make(map[string]*pendingWill),
 		quit:      make(chan struct{}),
 		throttle:  newThrottle(),
 		work:      newWorkers(maxIdleWorkers),
@@ -192,8 +192,8 @@ func (b *Broker) Close() error {
 		// is gone, a surviving node publishes them when due, unless their
 		// sessions are resumed first.
 		b.mu.Lock()
-		for id, t := range b.wills {
-			if t.Stop() {
+		for id, w := range b.wills {
+			if w.timer.Stop() {
 				b.willWG.Done()
 			}
 			delete(b.wills, id)
@@ -292,7 +292,9 @@ func (b *Broker) scheduleWill(d time.Duration, tenant, clientID, connID string, 
 		return
 	}
 	b.willWG.Add(1)
-	b.wills[connID] = time.AfterFunc(d, func() {
+	w := &pendingWill{tenant: tenant, clientID: clientID, prin: prin}
+	b.wills[connID] = w
+	w.timer = time.AfterFunc(d, func() {
 		defer b.willWG.Done()
 		b.mu.Lock()
 		_, armed := b.wills[connID]
@@ -314,6 +316,42 @@ func (b *Broker) scheduleWill(d time.Duration, tenant, clientID, connID string, 
 			b.log.Info("delayed will published", "tenant", tenant, "client", clientID)
 		}
 	})
+}
+
+// pendingWill is a delayed will armed on this edge. Its principal keeps
+// following the tenant's changes after the connection ended: rule
+// refreshes reach it through ForEachClient, and a revocation or suspension
+// (KickWhere) drops the will, as it would a live connection's.
+type pendingWill struct {
+	tenant, clientID string
+	prin             *auth.Principal
+	timer            *time.Timer
+}
+
+// dropWillsWhere cancels the delayed wills of the tenant whose principal
+// matches pred (the connection is gone: this is what a kick does to it)
+// and deletes them from the backbone; it returns how many.
+func (b *Broker) dropWillsWhere(tenant string, pred func(clientID string, p *auth.Principal) bool) int {
+	type drop struct{ connID, clientID string }
+	var ds []drop
+	b.mu.Lock()
+	for id, w := range b.wills {
+		if w.tenant == tenant && pred(w.clientID, w.prin) && w.timer.Stop() {
+			b.willWG.Done()
+			delete(b.wills, id)
+			ds = append(ds, drop{id, w.clientID})
+		}
+	}
+	b.mu.Unlock()
+	for _, d := range ds {
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.BackboneTimeout)
+		if err := b.bb.CancelWill(ctx, b.opts.NodeID, tenant, d.clientID, d.connID); err != nil {
+			b.log.Warn("dropping a delayed will after a revocation", "tenant", tenant, "client", d.clientID, "err", err)
+		}
+		cancel()
+		b.log.Info("delayed will dropped: its credential was revoked or its tenant suspended", "tenant", tenant, "client", d.clientID)
+	}
+	return len(ds)
 }
 
 // ---------------------------------------------------------------------------
@@ -415,7 +453,8 @@ func (b *Broker) Tenants() []string {
 }
 
 // ForEachClient calls fn for every live connection of the tenant (with its
-// client ID and principal). fn must not block.
+// client ID and principal), and for the principal of every delayed will
+// still pending here (so that rule refreshes reach it). fn must not block.
 func (b *Broker) ForEachClient(tenant string, fn func(clientID string, p *auth.Principal)) {
 	b.mu.Lock()
 	cs := make([]*client, 0, 16)
@@ -424,15 +463,32 @@ func (b *Broker) ForEachClient(tenant string, fn func(clientID string, p *auth.P
 			cs = append(cs, c)
 		}
 	}
+	type willPrin struct {
+		clientID string
+		prin     *auth.Principal
+	}
+	var ws []willPrin
+	for _, w := range b.wills {
+		if w.tenant == tenant {
+			ws = append(ws, willPrin{w.clientID, w.prin})
+		}
+	}
 	b.mu.Unlock()
 	for _, c := range cs {
 		fn(c.id, c.principal)
+	}
+	// Delayed wills are checked against their connection's rules when
+	// due: keep those current too.
+	for _, w := range ws {
+		fn(w.clientID, w.prin)
 	}
 }
 
 // KickWhere disconnects (administrative action) every live connection of
 // the tenant for which pred is true, waits until they are closed, and
-// returns how many there were.
+// returns how many there were. Delayed wills pending here whose principal
+// matches pred are dropped too (a revoked credential or a suspended tenant
+// publishes no will).
 func (b *Broker) KickWhere(tenant string, pred func(clientID string, p *auth.Principal) bool) int {
 	var cs []*client
 	b.mu.Lock()
@@ -448,6 +504,9 @@ func (b *Broker) KickWhere(tenant string, pred func(clientID string, p *auth.Pri
 	for _, c := range cs {
 		<-c.done
 	}
+	// A connection already gone may have left a delayed will: a revoked
+	// credential or suspended tenant publishes none.
+	b.dropWillsWhere(tenant, pred)
 	return len(cs)
 }
 

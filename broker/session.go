@@ -67,7 +67,10 @@ func (c *client) openSession(ctx context.Context) (bool, error) {
 		// session cancels it [MQTT-3.1.3-9]; Clean Start ends the session,
 		// which publishes it now (MQTT 5 §3.1.3.2.2).
 		if c.cleanStart {
-			if _, err := bb.FireWill(ctx, st.Node, c.tenant, c.id, st.ConnID, nil); err != nil {
+			// Checked against the rules of the client ID's credential
+			// now (this connection's).
+			allowed := func(m *Message) bool { return c.principal.Rules().CanPublish(m.Topic) }
+			if _, err := bb.FireWill(ctx, st.Node, c.tenant, c.id, st.ConnID, allowed); err != nil {
 				c.log().Warn("publishing the ended session's delayed will", "err", err)
 			}
 		} else if err := bb.CancelWill(ctx, st.Node, c.tenant, c.id, st.ConnID); err != nil {
