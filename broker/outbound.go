@@ -223,7 +223,7 @@ func (c *client) reserve(id uint16, f inflight) bool {
 		}
 		if _, used := c.inflight[id]; !used && len(c.inflight) < c.recvMax {
 			if c.inflight == nil {
-				c.inflight = make(map[uint16]inflight, c.recvMax)
+				c.inflight = make(map[uint16]inflight) // grows to what is in flight, not recvMax up front
 			}
 			c.inflight[id] = f
 			c.mu.Unlock()
@@ -280,7 +280,7 @@ func (c *client) takeBatchLocked(batch []outItem) []outItem {
 			}
 			it.id = c.freeID()
 			if c.inflight == nil {
-				c.inflight = make(map[uint16]inflight, c.recvMax)
+				c.inflight = make(map[uint16]inflight) // grows to what is in flight, not recvMax up front
 			}
 			c.inflight[it.id] = inflight{msg: it.msg, qos: it.qos}
 		}
@@ -292,8 +292,6 @@ func (c *client) takeBatchLocked(batch []outItem) []outItem {
 	if cap(c.pubs) > 256 && rest == 0 {
 		c.pubs = nil // give memory back after a burst
 	}
-	clear(c.ctrl)
-	c.ctrl = c.ctrl[:0]
 	if cap(c.ctrl) > 256 {
 		c.ctrl = nil
 	}
