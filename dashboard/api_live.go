@@ -298,6 +298,9 @@ func (s *Server) watchTopic(c echo.Context) error {
 		}
 		return nil
 	}
+	// Taken before the stream starts, so that a change made as soon as
+	// the caller sees the stream (a revocation, say) still wakes the loop.
+	changed := a.changes()
 	h := w.Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set(echo.HeaderCacheControl, "no-cache")
@@ -316,13 +319,13 @@ func (s *Server) watchTopic(c echo.Context) error {
 	ki, _ := c.Get(keyInfoKey).(*keyInfo)
 	var reported uint64
 	for {
-		changed := a.changes()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.quit:
 			return nil
 		case <-changed:
+			changed = a.changes() // before the check: a change during it wakes us again
 			if s.endWatch(ctx, mc.k, ki, f.Topic, write) {
 				return nil
 			}
