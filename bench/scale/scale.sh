@@ -86,7 +86,8 @@ anon=(--allow-anonymous)
 [ "$AUTH" = 1 ] && anon=()
 # No TLS or WebSocket listeners: they would collide between edges.
 notls=()
-if "$RELAY" edge -h 2>&1 | grep -q -- '-mqtts-addr'; then
+edge_help=$("$RELAY" edge -h 2>&1 || true) # -h exits 2; pipefail would hide the match
+if grep -q -- '-mqtts-addr' <<<"$edge_help"; then
 	notls=(--mqtts-addr "" --ws-addr "" --wss-addr "")
 fi
 
