@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/relaymq/relay/broker/packet"
 )
@@ -93,6 +94,35 @@ type connReader struct {
 	rawN       int
 	rawErr     error
 	rawRelease bool // give the buffer back if the socket has nothing
+
+	// deep is set by the read loop after a packet whose handling may have
+	// grown its goroutine's stack (anything but PINGREQ); when the socket
+	// then runs dry, ReadPacket returns errYield, if yieldTAT allows, so
+	// that the loop goes on waiting on a fresh goroutine (see client.loop).
+	deep bool
+	// yieldTAT rate-limits yields (GCRA: a burst of yieldBurst, then one
+	// per yieldEvery; Unix nanoseconds).
+	yieldTAT int64
+}
+
+// errYield is ReadPacket's answer when the connection went idle after deep
+// work: the caller should continue on a new goroutine (nothing is pending,
+// no buffer is held).
+var errYield = errors.New("read loop yields")
+
+const (
+	yieldEvery = 100 * time.Millisecond
+	yieldBurst = 4
+)
+
+// mayYield reports whether a yield is allowed now, and counts it.
+func (r *connReader) mayYield() bool {
+	now := time.Now().UnixNano()
+	if now < r.yieldTAT-int64(yieldBurst-1)*int64(yieldEvery) {
+		return false
+	}
+	r.yieldTAT = max(r.yieldTAT, now) + int64(yieldEvery)
+	return true
 }
 
 // init makes r a reader of nc accepting packets up to maxPacketSize bytes
@@ -297,6 +327,11 @@ func (r *connReader) rawRead(fd uintptr) bool {
 			if r.rawRelease {
 				// Idle: nothing unread, nothing on the socket.
 				r.release()
+				if r.deep && r.mayYield() {
+					r.deep = false
+					r.rawN, r.rawErr = 0, errYield
+					return true
+				}
 			}
 			return false
 		case err != nil:

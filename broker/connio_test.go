@@ -274,3 +274,31 @@ func BenchmarkConnReader(b *testing.B) {
 		}
 	}
 }
+
+// TestConnReaderYield: after deep work, a TCP reader that finds the socket
+// empty yields instead of waiting — holding no buffer — at most
+// yieldBurst times at once; then it waits as usual.
+func TestConnReaderYield(t *testing.T) {
+	server, client := tcpPair(t)
+	var r connReader
+	r.init(server, 0)
+	for i := range yieldBurst + 1 {
+		client.Write(packet.AppendPingreq(nil))
+		if fh, _, err := r.ReadPacket(); err != nil || fh.Type != packet.PINGREQ {
+			t.Fatalf("round %d: %v %v", i, fh.Type, err)
+		}
+		r.deep = true
+		server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, _, err := r.ReadPacket()
+		switch {
+		case i < yieldBurst && err != errYield:
+			t.Fatalf("yield %d: %v, want errYield", i, err)
+		case i == yieldBurst && !errors.Is(err, os.ErrDeadlineExceeded):
+			t.Fatalf("over the burst: %v, want a wait (deadline error)", err)
+		}
+		if !r.idle() {
+			t.Fatalf("round %d: a buffer is held", i)
+		}
+		server.SetReadDeadline(time.Time{})
+	}
+}

@@ -352,3 +352,32 @@ func TestKickOnlyOlder(t *testing.T) {
 		t.Fatalf("got %v %+v, want DISCONNECT 0x8E", fh.Type, d)
 	}
 }
+
+// TestYieldingConnections: connections that publish and subscribe go on
+// reading on fresh goroutines when they go idle (one goroutine each
+// still), keep working, and keep their keep-alive.
+func TestYieldingConnections(t *testing.T) {
+	b, addr := startEdge(t, Options{})
+	time.Sleep(20 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	sub := dialEdge(t, addr, packet.V311, "sub", 0)
+	pub := dialEdge(t, addr, packet.V5, "pub", 1)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "y/#"}}})
+	if fh, _ := sub.read(); fh.Type != packet.SUBACK {
+		t.Fatalf("got %v, want SUBACK", fh.Type)
+	}
+	for i := range 20 {
+		pub.send(&packet.Publish{Topic: []byte(fmt.Sprint("y/", i)), Payload: []byte("x")})
+		if fh, _ := sub.read(); fh.Type != packet.PUBLISH {
+			t.Fatalf("got %v, want PUBLISH", fh.Type)
+		}
+		time.Sleep(5 * time.Millisecond) // idle between messages: the readers yield
+	}
+	waitGoroutines(t, b, base+2, "idle after yields")
+	// The publisher now stays silent: closed after 1.5 × its keep-alive.
+	fh, body := pub.read()
+	var d packet.Disconnect
+	if fh.Type != packet.DISCONNECT || d.Decode(packet.V5, fh, body) != nil || d.ReasonCode != packet.KeepAliveTimeout {
+		t.Fatalf("got %v %+v, want DISCONNECT 0x8D", fh.Type, d)
+	}
+}

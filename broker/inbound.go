@@ -13,8 +13,9 @@ import (
 	"github.com/relaymq/relay/broker/topic"
 )
 
-// readLoop reads and handles packets until the connection ends. The error
-// says why it ended (nil after DISCONNECT).
+// readLoop reads and handles packets until the connection ends or, going
+// idle after deep work, yields (errYield: see client.loop). The error says
+// why it ended (nil after DISCONNECT).
 func (c *client) readLoop() error {
 	var deadline time.Time
 	if c.keepAlive == 0 {
@@ -31,6 +32,9 @@ func (c *client) readLoop() error {
 			}
 		}
 		fh, body, err := c.rd.ReadPacket()
+		if err == errYield {
+			return err
+		}
 		if err != nil {
 			select {
 			case <-c.quit:
@@ -42,6 +46,7 @@ func (c *client) readLoop() error {
 			}
 			return err
 		}
+		c.rd.deep = c.rd.deep || fh.Type != packet.PINGREQ
 		if err := c.handle(fh, body); err != nil {
 			if errors.Is(err, errDisconnect) {
 				return nil
@@ -59,29 +64,21 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// handle dispatches one packet.
+// handle dispatches one packet. Each kind is decoded in a function of its
+// own (not inlined): a packet struct with its MQTT 5 properties is a few
+// hundred bytes of stack, and with all of them in this frame even a
+// PINGREQ would grow an idle connection's stack beyond its 2 KiB (and the
+// runtime never shrinks it back below 4 KiB).
 func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 	switch fh.Type {
 	case packet.PUBLISH:
 		return c.handlePublish(fh, body)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
-		var a packet.Ack
-		if err := a.Decode(c.version, fh, body); err != nil {
-			return err
-		}
-		return c.handleAck(&a)
+		return c.decodeAck(fh, body)
 	case packet.SUBSCRIBE:
-		var s packet.Subscribe
-		if err := s.Decode(c.version, fh, body); err != nil {
-			return err
-		}
-		return c.handleSubscribe(&s)
+		return c.decodeSubscribe(fh, body)
 	case packet.UNSUBSCRIBE:
-		var u packet.Unsubscribe
-		if err := u.Decode(c.version, fh, body); err != nil {
-			return err
-		}
-		return c.handleUnsubscribe(&u)
+		return c.decodeUnsubscribe(fh, body)
 	case packet.PINGREQ:
 		if fh.Remaining != 0 {
 			return fmt.Errorf("%w: PINGREQ with body", packet.MalformedPacket)
@@ -89,30 +86,7 @@ func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 		c.enqueueCtrl(outItem{typ: packet.PINGRESP})
 		return nil
 	case packet.DISCONNECT:
-		var d packet.Disconnect
-		if err := d.Decode(c.version, fh, body); err != nil {
-			return err
-		}
-		if d.Properties.Has(packet.PropSessionExpiry) {
-			if c.connExpiry0 && d.Properties.SessionExpiry != 0 {
-				// [MQTT-3.14.2-2] not from 0 to non-zero.
-				return fmt.Errorf("%w: DISCONNECT sets a session expiry interval after CONNECT's was 0", packet.ProtocolError)
-			}
-			if c.state != nil {
-				// The session's lifetime from now on; 0 ends it with the
-				// connection (MQTT 5 §3.14.2.2.2).
-				c.expiry, _ = c.sessionExpiry(d.Properties.SessionExpiry)
-			}
-		}
-		c.clientReason = d.ReasonCode
-		c.mu.Lock()
-		// [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; any other
-		// reason (0x04 "with will message", or an error the client
-		// reports) leaves it to be published (MQTT 5 §3.1.2.5).
-		c.disconnected = true
-		c.normal = d.ReasonCode == packet.NormalDisconnection
-		c.mu.Unlock()
-		return errDisconnect
+		return c.handleDisconnect(fh, body)
 	case packet.CONNECT:
 		return errSecondConnect // [MQTT-3.1.0-2]
 	case packet.AUTH:
@@ -125,6 +99,64 @@ func (c *client) handle(fh packet.FixedHeader, body []byte) error {
 	default:
 		return fmt.Errorf("%w: unexpected %v from client", packet.ProtocolError, fh.Type)
 	}
+}
+
+//go:noinline
+func (c *client) decodeAck(fh packet.FixedHeader, body []byte) error {
+	var a packet.Ack
+	if err := a.Decode(c.version, fh, body); err != nil {
+		return err
+	}
+	return c.handleAck(&a)
+}
+
+//go:noinline
+func (c *client) decodeSubscribe(fh packet.FixedHeader, body []byte) error {
+	var s packet.Subscribe
+	if err := s.Decode(c.version, fh, body); err != nil {
+		return err
+	}
+	return c.handleSubscribe(&s)
+}
+
+//go:noinline
+func (c *client) decodeUnsubscribe(fh packet.FixedHeader, body []byte) error {
+	var u packet.Unsubscribe
+	if err := u.Decode(c.version, fh, body); err != nil {
+		return err
+	}
+	return c.handleUnsubscribe(&u)
+}
+
+// handleDisconnect handles the client's DISCONNECT: it ends the read loop
+// (errDisconnect) unless the packet breaks a rule.
+//
+//go:noinline
+func (c *client) handleDisconnect(fh packet.FixedHeader, body []byte) error {
+	var d packet.Disconnect
+	if err := d.Decode(c.version, fh, body); err != nil {
+		return err
+	}
+	if d.Properties.Has(packet.PropSessionExpiry) {
+		if c.connExpiry0 && d.Properties.SessionExpiry != 0 {
+			// [MQTT-3.14.2-2] not from 0 to non-zero.
+			return fmt.Errorf("%w: DISCONNECT sets a session expiry interval after CONNECT's was 0", packet.ProtocolError)
+		}
+		if c.state != nil {
+			// The session's lifetime from now on; 0 ends it with the
+			// connection (MQTT 5 §3.14.2.2.2).
+			c.expiry, _ = c.sessionExpiry(d.Properties.SessionExpiry)
+		}
+	}
+	c.clientReason = d.ReasonCode
+	c.mu.Lock()
+	// [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; any other
+	// reason (0x04 "with will message", or an error the client
+	// reports) leaves it to be published (MQTT 5 §3.1.2.5).
+	c.disconnected = true
+	c.normal = d.ReasonCode == packet.NormalDisconnection
+	c.mu.Unlock()
+	return errDisconnect
 }
 
 // handlePublish takes a PUBLISH from the client onto the backbone.
