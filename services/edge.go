@@ -247,7 +247,10 @@ func (e *Edge) Start(ctx context.Context) error {
 // listen opens the listeners the configuration asks for and serves them.
 func (e *Edge) listen() error {
 	if e.cfg.MQTTAddr != "" {
-		l, err := net.Listen("tcp", e.cfg.MQTTAddr)
+		// No TCP keep-alive probes: MQTT has its own keep-alive, and
+		// setting them costs system calls on every accept.
+		lc := net.ListenConfig{KeepAlive: -1}
+		l, err := lc.Listen(context.Background(), "tcp", e.cfg.MQTTAddr)
 		if err != nil {
 			return fmt.Errorf("MQTT listener: %w", err)
 		}
