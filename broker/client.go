@@ -380,8 +380,10 @@ func (c *client) connect() error {
 			// [MQTT-3.1.2-24] nothing larger goes to the client.
 			c.maxOut = int(min(p.Properties.MaximumPacketSize, 1<<30))
 		}
-		// [MQTT-3.3.2-11] outbound aliases up to the client's maximum.
-		c.aliasMax = p.Properties.TopicAliasMaximum
+		// [MQTT-3.3.2-11] outbound aliases up to the client's maximum,
+		// and never more than the server's own cap: each one keeps its
+		// topic for the connection's life (a client may offer 65,535).
+		c.aliasMax = min(p.Properties.TopicAliasMaximum, maxTopicAliases)
 		c.problemInfo = !p.Properties.Has(packet.PropRequestProblemInfo) || p.Properties.RequestProblemInfo == 1
 		// Request Response Information is honoured by sending none: the
 		// property is optional in CONNACK (MQTT 5 §3.2.2.3.15).

@@ -485,6 +485,31 @@ func TestMQTT5TopicAliases(t *testing.T) {
 			}
 		}
 	})
+	t.Run("outbound capped by the server", func(t *testing.T) {
+		t.Parallel()
+		// A client may offer 65,535 aliases; each keeps its topic for
+		// the connection's life, so the server assigns at most its own
+		// maximum (64).
+		cp := v5Connect("ta-greedy")
+		cp.Properties.Set(packet.PropTopicAliasMaximum)
+		cp.Properties.TopicAliasMaximum = 65535
+		c, _ := dialRawV5(t, addr, cp)
+		c.rawSubscribe(1, []packet.ReasonCode{0}, packet.Subscription{Filter: "ta/many/#"})
+		pub := connectV5(t, addr, "ta-greedy-pub")
+		const n = 100
+		for i := range n {
+			pub.pub(fmt.Sprintf("ta/many/%d", i), 0, false, "x")
+		}
+		var highest uint16
+		for range n {
+			if p := c.expectPublish(); p.Properties.Has(packet.PropTopicAlias) {
+				highest = max(highest, p.Properties.TopicAlias)
+			}
+		}
+		if highest != 64 {
+			t.Errorf("highest outbound alias %d for a client offering 65535, want the server's cap 64", highest)
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------
