@@ -123,14 +123,7 @@ func (s *Server) publish(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if err := a.take(ctx, s.cfg.Tenancy, mc.k.Tenant, 1); err != nil {
-		return err
-	}
-	wait, err := a.send(mc.bb, m)
-	if err != nil {
-		return err
-	}
-	if err := wait(ctx); err != nil {
+	if err := s.publishOne(ctx, mc, m); err != nil {
 		return err
 	}
 	res := a.result(ctx, m)
@@ -385,6 +378,20 @@ func checkTopic(t []byte) error {
 		return invalidField("topic", "topics starting with '$' are reserved for the server") // [MQTT-4.7.2-1]
 	}
 	return nil
+}
+
+// publishOne publishes one message for the caller of mc: a token of the
+// tenant's rate, then the backbone, then the wait until it is stored (QoS
+// ≥ 1 or retained) or sent.
+func (s *Server) publishOne(ctx context.Context, mc *messageCtx, m *broker.Message) error {
+	if err := s.api.take(ctx, s.cfg.Tenancy, mc.k.Tenant, 1); err != nil {
+		return err
+	}
+	wait, err := s.api.send(mc.bb, m)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
 }
 
 // send hands m to the backbone and returns a function that waits until it

@@ -277,15 +277,7 @@ func (s *Server) putRetained(c echo.Context) error {
 	if len(m.Payload) == 0 {
 		return invalidField("payload", "a retained message needs a payload (DELETE clears one)")
 	}
-	ctx := c.Request().Context()
-	if err := a.take(ctx, s.cfg.Tenancy, mc.k.Tenant, 1); err != nil {
-		return err
-	}
-	wait, err := a.send(mc.bb, m)
-	if err != nil {
-		return err
-	}
-	if err := wait(ctx); err != nil {
+	if err := s.publishOne(c.Request().Context(), mc, m); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, publishResult{ID: newID()})
