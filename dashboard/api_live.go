@@ -72,13 +72,7 @@ func (s *Server) listClients(c echo.Context) error {
 	for i := range cs {
 		cs[i].Credential = names[cs[i].CredentialID]
 	}
-	if cs == nil {
-		cs = []ClientInfo{}
-	}
-	if truncated {
-		c.Response().Header().Set("X-Truncated", "true")
-	}
-	return c.JSON(http.StatusOK, cs)
+	return listJSON(c, cs, truncated)
 }
 
 // getClient handles GET /api/v1/clients/:clientid (404 unless connected).
@@ -150,13 +144,7 @@ func (s *Server) listSessions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if ss == nil {
-		ss = []SessionInfo{}
-	}
-	if truncated {
-		c.Response().Header().Set("X-Truncated", "true")
-	}
-	return c.JSON(http.StatusOK, ss)
+	return listJSON(c, ss, truncated)
 }
 
 // listTopics handles GET /api/v1/topics.
@@ -173,10 +161,7 @@ func (s *Server) listTopics(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if ts == nil {
-		ts = []TopicInfo{}
-	}
-	return c.JSON(http.StatusOK, ts)
+	return listJSON(c, ts, false)
 }
 
 // maxUsageMinutes is the longest usage window served (the history kept).
@@ -423,4 +408,17 @@ func (s *Server) stillAllowed(ctx context.Context, k *Caller, ki *keyInfo, filte
 		}
 	}
 	return "", nil
+}
+
+// listJSON answers 200 with a JSON list: [] rather than null when empty,
+// and the header X-Truncated: true when the list was cut (more matched than
+// fit).
+func listJSON[T any](c echo.Context, items []T, truncated bool) error {
+	if items == nil {
+		items = []T{}
+	}
+	if truncated {
+		c.Response().Header().Set("X-Truncated", "true")
+	}
+	return c.JSON(http.StatusOK, items)
 }

@@ -184,10 +184,7 @@ func (s *Server) listRetained(c echo.Context) error {
 			out[i].PublishedAt = &t
 		}
 	}
-	if truncated {
-		c.Response().Header().Set("X-Truncated", "true")
-	}
-	return c.JSON(http.StatusOK, out)
+	return listJSON(c, out, truncated)
 }
 
 // retainedTimes looks up when the topics' retained messages were stored;
