@@ -67,6 +67,15 @@ type Router interface {
 	// SUBACK when a SUBSCRIBE opened a route, so that a message published
 	// right after SUBACK is not missed [MQTT-3.8.4-3].
 	Sync(ctx context.Context) error
+	// LocalDelivery asks the Router to hand every message Publish sends
+	// to h as well, synchronously, after the live publish succeeded and
+	// before Publish returns (m is then the caller's: h copies what it
+	// keeps); routes then receive only messages published elsewhere (other
+	// edges, the HTTP API). The broker delivers its own publishes to its
+	// own subscribers without a round trip through the backbone. It
+	// reports false if the Router cannot keep the two apart: h is then
+	// never called and routes receive every message.
+	LocalDelivery(h Handler) bool
 }
 
 // Route is an open subscription on the Router.

@@ -27,9 +27,13 @@ type Broker struct {
 	log  *slog.Logger
 	bb   Backbone
 
-	mu        sync.Mutex
-	clients   map[clientKey]*client
-	routes    map[routeKey]*route
+	mu      sync.Mutex
+	clients map[clientKey]*client
+	routes  map[routeKey]*route
+	// local indexes the non-shared routes for this edge's own publishes,
+	// when the Router lets the broker deliver those (localindex.go).
+	local     localIndex
+	localOn   bool
 	listeners map[net.Listener]struct{}
 	closed    bool
 	// wills are the timers of delayed wills (MQTT 5 Will Delay Interval)
@@ -101,6 +105,7 @@ func New(opts Options) (*Broker, error) {
 		work:      newWorkers(maxIdleWorkers),
 	}
 	b.bb.HandleKicks(b.kickLocal)
+	b.localOn = b.bb.LocalDelivery(b.dispatchLocal)
 	return b, nil
 }
 
@@ -556,6 +561,9 @@ func (b *Broker) addRoute(c *client, f topic.Filter, sub Subscription, class Cla
 		}
 		rt.r = r
 		b.routes[k] = rt
+		if b.localOn && f.Kind != topic.Shared {
+			b.local.add(c.tenant, rt)
+		}
 	}
 	rt.mu.Lock()
 	for i := range rt.subs {
@@ -619,6 +627,9 @@ func (b *Broker) removeRoute(c *client, filter string, class Class) {
 	rt.mu.Unlock()
 	if empty {
 		delete(b.routes, k)
+		if b.localOn && rt.f.Kind != topic.Shared {
+			b.local.remove(k.tenant, rt)
+		}
 	}
 	b.mu.Unlock()
 	if empty {
@@ -628,21 +639,32 @@ func (b *Broker) removeRoute(c *client, filter string, class Class) {
 	}
 }
 
-// deliver is the route's Handler: it hands m to every local subscriber.
-func (rt *route) deliver(m *Message) {
+// deliver is the route's Handler: it hands m, from the backbone, to every
+// local subscriber, dropping it for those whose queue is full (the
+// backbone's delivery goroutine must not wait for one client).
+func (rt *route) deliver(m *Message) { rt.deliverFrom(m, false) }
+
+// deliverLocal hands m, published on this edge, to every local subscriber;
+// for a full queue it waits for room (client.waitRoom), after releasing
+// the route's lock.
+func (rt *route) deliverLocal(m *Message) { rt.deliverFrom(m, true) }
+
+func (rt *route) deliverFrom(m *Message, canWait bool) {
 	if rt.local && m.Origin != rt.b.opts.NodeID {
 		return
 	}
 	if rt.dollar && len(m.Topic) > 0 && m.Topic[0] == '$' {
 		return // [MQTT-4.7.2-1]
 	}
+	var arr [4]routeSub
+	full := arr[:0]
 	rt.mu.RLock()
 	if rt.f.Kind == topic.Shared {
 		// The backbone picked this edge; pick one local member of the
 		// group [MQTT-4.8.2].
 		if n := len(rt.subs); n > 0 {
 			s := &rt.subs[int(rt.next.Add(1)%uint32(n))]
-			s.c.deliverLive(m, &s.sub)
+			s.c.deliverLive(m, &s.sub, false)
 			rt.delivered.Add(1)
 		}
 		rt.mu.RUnlock()
@@ -650,8 +672,15 @@ func (rt *route) deliver(m *Message) {
 	}
 	for i := range rt.subs {
 		s := &rt.subs[i]
-		s.c.deliverLive(m, &s.sub)
+		if s.c.deliverLive(m, &s.sub, canWait) {
+			full = append(full, *s)
+		}
 	}
 	rt.delivered.Add(uint64(len(rt.subs)))
 	rt.mu.RUnlock()
+	for i := range full {
+		s := &full[i]
+		for s.c.deliverLive(m, &s.sub, s.c.waitRoom()) {
+		}
+	}
 }

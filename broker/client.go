@@ -108,6 +108,10 @@ type client struct {
 	reason    packet.ReasonCode // DISCONNECT reason to send (MQTT 5)
 	reasonMsg string            // its reason string
 	dropLog   time.Time
+	// room, if set, is closed when the writer next takes messages from
+	// the queue; stalled: it took none for maxQueueWait (waitRoom).
+	room    chan struct{}
+	stalled bool
 	// writable is set once CONNACK is out: from then on the writer runs
 	// whenever packets wait; writing while it does (at most one).
 	writable, writing bool

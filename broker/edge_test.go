@@ -22,11 +22,23 @@ import (
 // clients, for tests of the connection machinery: goroutines, buffers,
 // ordering, keep-alive and shutdown.
 
-// memBackbone delivers every publish to the matching routes at once, on the
-// publisher's goroutine, with a copy of the message (as NATS would).
+// memBackbone is one edge's backbone: every publish goes to the broker's
+// local delivery (Router.LocalDelivery), on the publisher's goroutine;
+// with noLocal it goes to the matching routes instead, with a copy of
+// the message (as NATS would).
 type memBackbone struct {
-	mu     sync.Mutex
-	routes map[*memRoute]struct{}
+	noLocal bool
+	local   Handler
+	mu      sync.Mutex
+	routes  map[*memRoute]struct{}
+}
+
+func (bb *memBackbone) LocalDelivery(h Handler) bool {
+	if bb.noLocal {
+		return false
+	}
+	bb.local = h
+	return true
 }
 
 type memRoute struct {
@@ -44,6 +56,13 @@ func (r *memRoute) Close() error {
 }
 
 func (bb *memBackbone) Publish(m *Message, done func(error)) error {
+	if bb.local != nil {
+		bb.local(m)
+		if done != nil {
+			done(nil)
+		}
+		return nil
+	}
 	bb.mu.Lock()
 	var hs []Handler
 	for r := range bb.routes {

@@ -122,18 +122,21 @@ func (c *client) enqueuePub(it outItem) {
 }
 
 // deliverLive hands a live message from a route to the client, applying the
-// subscription's options; the message is dropped (counted) if the client's
-// queue is full.
-func (c *client) deliverLive(m *Message, s *Subscription) {
+// subscription's options. If the client's queue is full the message is
+// dropped (counted), unless canWait: then deliverLive queues nothing and
+// reports true, and the caller may wait for room (waitRoom) and call it
+// again — or, for a client that has stopped taking messages (stalled),
+// the message is dropped at once.
+func (c *client) deliverLive(m *Message, s *Subscription, canWait bool) (full bool) {
 	if s.NoLocal && m.ClientID == c.id {
-		return // [MQTT-3.8.3-3]
+		return false // [MQTT-3.8.3-3]
 	}
 	if c.deniedSub(s.Filter) {
-		return
+		return false
 	}
 	qos := min(m.QoS, s.QoS)
 	retain := s.RetainAsPublished && m.Retain // [MQTT-3.3.1-9]
-	c.deliver(m, qos, retain, s.ID)
+	return c.enqueue(m, qos, retain, s.ID, canWait)
 }
 
 // deniedSub reports whether the connection's rules, changed since it
@@ -181,18 +184,35 @@ func (c *client) dropped() {
 	c.tc.dropped.Add(1)
 }
 
-// deliver queues m for the client.
+// deliver queues m for the client, or drops it if the queue is full.
 func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
+	c.enqueue(m, qos, retain, subID, false)
+}
+
+// maxQueueWait is how long a publisher on this edge waits for room in a
+// subscriber's full queue while the subscriber takes nothing from it;
+// after that the subscriber counts as stalled and its messages are
+// dropped until it takes some again.
+const maxQueueWait = 100 * time.Millisecond
+
+// enqueue queues m for the client. If the queue is full, m is dropped
+// (counted, logged once per 10 s), unless canWait and the client is not
+// stalled: then nothing is queued and enqueue reports true.
+func (c *client) enqueue(m *Message, qos byte, retain bool, subID int, canWait bool) (full bool) {
 	if !m.Expiry.IsZero() && time.Now().After(m.Expiry) {
 		c.dropped()
-		return
+		return false
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	if len(c.pubs) >= c.b.opts.MaxQueued {
+		if canWait && !c.stalled {
+			c.mu.Unlock()
+			return true
+		}
 		c.dropped()
 		logIt := time.Since(c.dropLog) > 10*time.Second
 		if logIt {
@@ -202,13 +222,53 @@ func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 		if logIt {
 			c.log().Warn("client queue full; dropping messages (logged once per 10 s)", "queued", c.b.opts.MaxQueued)
 		}
-		return
+		return false
 	}
 	c.pubs = append(c.pubs, outItem{typ: packet.PUBLISH, qos: qos, retain: retain, msg: m, subID: subID})
 	start := c.writerNeededLocked()
 	c.mu.Unlock()
 	if start {
 		c.startWriter()
+	}
+	return false
+}
+
+// waitRoom waits until the client's writer takes messages from its full
+// queue, and reports whether it did: false if the connection closed or
+// maxQueueWait passed without progress (the client is then stalled: a
+// slow reader, or QoS 1/2 messages it does not acknowledge), so that one
+// slow subscriber holds its publishers back by at most maxQueueWait each
+// time it stops. Only a publisher's own goroutine waits here, holding no
+// lock, which pushes back on that publisher's TCP connection.
+func (c *client) waitRoom() bool {
+	c.mu.Lock()
+	if c.closed || c.stalled {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.pubs) < c.b.opts.MaxQueued {
+		c.mu.Unlock()
+		return true
+	}
+	if c.room == nil {
+		c.room = make(chan struct{})
+	}
+	ch := c.room
+	c.mu.Unlock()
+	t := time.NewTimer(maxQueueWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-c.quit:
+		return false
+	case <-t.C:
+		c.mu.Lock()
+		if c.room == ch {
+			c.stalled = true
+		}
+		c.mu.Unlock()
+		return false
 	}
 }
 
@@ -285,6 +345,14 @@ func (c *client) takeBatchLocked(batch []outItem) []outItem {
 			c.inflight[it.id] = inflight{msg: it.msg, qos: it.qos}
 		}
 		batch = append(batch, *it)
+	}
+	if n > 0 {
+		// Progress: publishers waiting for room go on (waitRoom).
+		c.stalled = false
+		if c.room != nil {
+			close(c.room)
+			c.room = nil
+		}
 	}
 	rest := copy(c.pubs, c.pubs[n:])
 	clear(c.pubs[rest:])

@@ -39,6 +39,13 @@ const (
 type Options struct {
 	// Conn is the NATS connection. Required; the Bus does not close it.
 	Conn *nats.Conn
+	// DataConn, if set, carries live messages: the routes' subscriptions
+	// (except shared ones) and the live publishes of Publish. It must be
+	// opened with nats.NoEcho(), so that this edge's routes receive only
+	// what other connections publish and the broker delivers its own
+	// publishes itself (Router.LocalDelivery). Optional; the Bus does not
+	// close it.
+	DataConn *nats.Conn
 	// NodeID names this node. Required.
 	NodeID string
 	// Logger receives logs. Default slog.Default().
@@ -109,8 +116,13 @@ func (o *Options) setDefaults() {
 type Bus struct {
 	opts Options
 	nc   *nats.Conn
-	js   jetstream.JetStream
-	log  *slog.Logger
+	// dc carries live messages (Options.DataConn, else nc).
+	dc *nats.Conn
+	// local is the broker's local delivery, called by Publish when dc
+	// does not echo (router.go).
+	local atomic.Pointer[broker.Handler]
+	js    jetstream.JetStream
+	log   *slog.Logger
 
 	queue    jetstream.Stream
 	retained jetstream.Stream
@@ -190,12 +202,19 @@ func New(opts Options) (*Bus, error) {
 	if opts.NodeID == "" {
 		return nil, errors.New("natsbus: NodeID is required")
 	}
+	if opts.DataConn != nil && !opts.DataConn.Opts.NoEcho {
+		return nil, errors.New("natsbus: DataConn must be opened with nats.NoEcho()")
+	}
 	js, err := jetstream.New(opts.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	dc := opts.DataConn
+	if dc == nil {
+		dc = opts.Conn
+	}
 	b := &Bus{
-		opts: opts, nc: opts.Conn, js: js,
+		opts: opts, nc: opts.Conn, dc: dc, js: js,
 		log:       opts.Logger.With("component", "natsbus"),
 		acks:      make(map[uint64]pendingPub),
 		index:     newSessionIndex(),

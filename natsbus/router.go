@@ -49,12 +49,13 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		buf := msgSubject(*bp, m.Tenant, false, m.Topic)
 		sl := len(buf)
 		buf = appendEnvelope(buf, m, false)
-		err := b.nc.Publish(bytesString(buf[:sl]), buf[sl:])
+		err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:])
 		*bp = buf
 		b.putBuf(bp)
 		if err != nil {
 			return unavailable(err)
 		}
+		b.deliverLocal(m)
 		if done != nil {
 			done(nil)
 		}
@@ -88,9 +89,10 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 	sl := len(buf)
 	buf = appendEnvelope(buf, m, false)
 	*bp = buf
-	if err := b.nc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
+	if err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
 		return unavailable(err)
 	}
+	b.deliverLocal(m)
 	if m.Retain {
 		subj := string(retSubject(make([]byte, 0, 32+len(m.Topic)), m.Tenant, m.Topic))
 		rm := &nats.Msg{Subject: subj, Data: buf[sl:]}
@@ -130,6 +132,26 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		}
 	}
 	return nil
+}
+
+// LocalDelivery implements broker.Router: with a data connection that does
+// not echo (Options.DataConn), Publish hands every message it sent to h,
+// after the live publish and before it returns, and routes receive only
+// messages other connections published. Without one it reports false and
+// routes receive this edge's publishes through NATS like any other.
+func (b *Bus) LocalDelivery(h broker.Handler) bool {
+	if b.dc == b.nc {
+		return false
+	}
+	b.local.Store(&h)
+	return true
+}
+
+// deliverLocal hands m to the broker's local delivery, if any.
+func (b *Bus) deliverLocal(m *broker.Message) {
+	if h := b.local.Load(); h != nil {
+		(*h)(m)
+	}
 }
 
 // bytesString returns b as a string without copying, for a subject handed
@@ -181,6 +203,27 @@ func (r *route) Close() error {
 
 // Subscribe implements broker.Router.
 func (b *Bus) Subscribe(tenant string, f topic.Filter, class broker.Class, h broker.Handler) (broker.Route, error) {
+	if f.Kind == topic.Local && b.local.Load() != nil {
+		// Only this edge's own publishes, which LocalDelivery hands over.
+		return &route{}, nil
+	}
+	conn := b.dc
+	if f.Kind == topic.Shared {
+		// NATS picks the group's member for every message, this edge's
+		// own publishes included: the connection that echoes.
+		conn = b.nc
+	}
+	return b.subscribe(conn, tenant, f, class, h)
+}
+
+// Watch is Subscribe for observers that are not the broker's routes (the
+// HTTP API's live watch): the route receives every matching message,
+// this node's own publishes included.
+func (b *Bus) Watch(tenant string, f topic.Filter, class broker.Class, h broker.Handler) (broker.Route, error) {
+	return b.subscribe(b.nc, tenant, f, class, h)
+}
+
+func (b *Bus) subscribe(conn *nats.Conn, tenant string, f topic.Filter, class broker.Class, h broker.Handler) (broker.Route, error) {
 	c := "*"
 	if class == broker.ClassQoS0 {
 		c = "0"
@@ -212,9 +255,9 @@ func (b *Bus) Subscribe(tenant string, f topic.Filter, class broker.Class, h bro
 			err error
 		)
 		if queue != "" {
-			ns, err = b.nc.QueueSubscribe(subj, queue, handler)
+			ns, err = conn.QueueSubscribe(subj, queue, handler)
 		} else {
-			ns, err = b.nc.Subscribe(subj, handler)
+			ns, err = conn.Subscribe(subj, handler)
 		}
 		if err != nil {
 			r.Close()
@@ -293,7 +336,10 @@ func (b *Bus) flushLoop() {
 			return
 		}
 		s.mu.Unlock()
-		err := b.nc.FlushTimeout(b.opts.AckTimeout)
+		err := b.dc.FlushTimeout(b.opts.AckTimeout)
+		if err == nil && b.dc != b.nc {
+			err = b.nc.FlushTimeout(b.opts.AckTimeout) // shared routes
+		}
 		for _, ch := range waiting {
 			ch <- err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/broker"
+	"github.com/relaymq/relay/broker/topic"
 	"github.com/relaymq/relay/dashboard"
 	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services/inspect"
@@ -157,6 +158,13 @@ func (s *Server) startAPIBackend(ctx context.Context) (*apiBackend, error) {
 type busBackbone struct {
 	*natsbus.Bus
 	nc *nats.Conn
+}
+
+// Subscribe implements dashboard.Backbone: a live watch sees every
+// message, also those the Bus's own node publishes (which the edge's
+// routes get from its local delivery instead).
+func (b busBackbone) Subscribe(tenant string, f topic.Filter, class broker.Class, h broker.Handler) (broker.Route, error) {
+	return b.Bus.Watch(tenant, f, class, h)
 }
 
 // Ready implements dashboard.Backbone.

@@ -112,6 +112,7 @@ type Edge struct {
 	cfg    EdgeConfig
 	log    *slog.Logger
 	nc     *nats.Conn
+	dc     *nats.Conn // live messages, without echo (natsbus.Options.DataConn)
 	bus    *natsbus.Bus
 	broker *broker.Broker
 	insp   *inspect.Responder
@@ -197,9 +198,19 @@ func (e *Edge) Start(ctx context.Context) error {
 		return fmt.Errorf("connecting to NATS %s: %w", url, err)
 	}
 	e.nc = nc
+	// Live messages travel on a second connection that does not echo, so
+	// that the broker hands its own publishes to its own subscribers
+	// directly and NATS carries them only to the other edges (it also
+	// keeps a flood of messages from delaying JetStream and control
+	// traffic on the first connection).
+	dopts := append(opts[:len(opts):len(opts)], nats.Name("relay-edge "+e.cfg.NodeID+" data"), nats.NoEcho())
+	if e.dc, err = nats.Connect(url, dopts...); err != nil {
+		e.Close()
+		return fmt.Errorf("connecting to NATS %s: %w", url, err)
+	}
 
 	bo := e.cfg.Bus
-	bo.Conn, bo.NodeID, bo.Logger = nc, e.cfg.NodeID, e.cfg.Logger
+	bo.Conn, bo.DataConn, bo.NodeID, bo.Logger = nc, e.dc, e.cfg.NodeID, e.cfg.Logger
 	if bo.MessageMaxAge == 0 && e.cfg.Broker.SessionExpiry > 0 {
 		bo.MessageMaxAge = e.cfg.Broker.SessionExpiry
 	}
@@ -429,19 +440,26 @@ func (e *Edge) Close() error {
 		if e.bus != nil {
 			errs = append(errs, e.bus.Close())
 		}
-		if e.nc != nil {
-			done := make(chan struct{})
-			e.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
-			if err := e.nc.Drain(); err != nil {
-				e.nc.Close()
-			} else {
-				select {
-				case <-done:
-				case <-time.After(10 * time.Second):
-					e.nc.Close()
-				}
-			}
-		}
+		drain(e.dc)
+		drain(e.nc)
 	})
 	return errors.Join(errs...)
+}
+
+// drain drains nc (nil: nothing) and waits until it is closed, at most 10 s.
+func drain(nc *nats.Conn) {
+	if nc == nil {
+		return
+	}
+	done := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		nc.Close()
+	}
 }

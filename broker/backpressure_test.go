@@ -1,0 +1,104 @@
+package broker
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/relaymq/relay/broker/packet"
+)
+
+// publishN writes n QoS 0 PUBLISHes to topic from c, numbered in their
+// first 8 payload bytes, and returns once all are written (TCP pushes
+// back on it while the broker holds the publisher back). It reports
+// errors on errc.
+func publishN(c *rawClient, topic string, n, size int, errc chan<- error) {
+	var buf []byte
+	payload := make([]byte, size)
+	for i := range n {
+		binary.BigEndian.PutUint64(payload, uint64(i))
+		buf, _ = (&packet.Publish{Topic: []byte(topic), Payload: payload}).Encode(buf[:0], packet.V311)
+		c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.conn.Write(buf); err != nil {
+			errc <- err
+			return
+		}
+	}
+	errc <- nil
+}
+
+// A publisher on this edge faster than its subscriber is held back (its
+// socket is not read while the subscriber's queue is full) instead of
+// losing QoS 0 messages, as long as the subscriber keeps reading: the
+// subscriber's queue holds 50 messages, the publisher sends 5,000 at
+// once, the subscriber reads them slowly and gets every one, in order.
+func TestLocalPublisherHeldBack(t *testing.T) {
+	const total = 5000
+	b, addr := startEdge(t, Options{MaxQueued: 50})
+	sub := dialEdge(t, addr, packet.V311, "sub", 0)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "slow/#", QoS: 0}}})
+	if fh, _ := sub.read(); fh.Type != packet.SUBACK {
+		t.Fatalf("got %v, want SUBACK", fh.Type)
+	}
+	pub := dialEdge(t, addr, packet.V311, "pub", 0)
+	errc := make(chan error, 1)
+	go publishN(pub, "slow/a", total, 200, errc)
+	for i := range total {
+		if i%500 == 0 {
+			time.Sleep(5 * time.Millisecond) // a slow but live reader
+		}
+		fh, body := sub.read()
+		var p packet.Publish
+		if fh.Type != packet.PUBLISH || p.Decode(packet.V311, fh, body) != nil {
+			t.Fatalf("message %d: got %v", i, fh.Type)
+		}
+		if got := binary.BigEndian.Uint64(p.Payload); got != uint64(i) {
+			t.Fatalf("message %d: got message %d (dropped %d so far)", i, got, b.Stats().Dropped.Load())
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if d := b.Stats().Dropped.Load(); d != 0 {
+		t.Fatalf("%d messages dropped", d)
+	}
+}
+
+// A subscriber that stops reading holds a publisher back only for a
+// while (maxQueueWait without progress); then its messages are dropped
+// and counted, and the other subscriber of the same topic — and the
+// publisher — carry on: the healthy one gets all of them.
+func TestStalledSubscriberDoesNotStopOthers(t *testing.T) {
+	const total = 3000
+	b, addr := startEdge(t, Options{MaxQueued: 20})
+	for i, id := range []string{"stalled", "healthy"} {
+		c := dialEdge(t, addr, packet.V311, id, 0)
+		c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "s/#", QoS: 0}}})
+		if fh, _ := c.read(); fh.Type != packet.SUBACK {
+			t.Fatalf("got %v, want SUBACK", fh.Type)
+		}
+		if i == 1 {
+			pub := dialEdge(t, addr, packet.V311, "pub", 0)
+			errc := make(chan error, 1)
+			// 16 KiB payloads: the stalled reader's socket buffers fill
+			// after a few hundred.
+			go publishN(pub, "s/x", total, 16<<10, errc)
+			for n := range total {
+				fh, body := c.read()
+				var p packet.Publish
+				if fh.Type != packet.PUBLISH || p.Decode(packet.V311, fh, body) != nil {
+					t.Fatalf("message %d: got %v", n, fh.Type)
+				}
+				if got := binary.BigEndian.Uint64(p.Payload); got != uint64(n) {
+					t.Fatalf("healthy subscriber: message %d: got message %d", n, got)
+				}
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if b.Stats().Dropped.Load() == 0 {
+		t.Fatal("nothing dropped for the subscriber that stopped reading")
+	}
+}
