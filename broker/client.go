@@ -112,6 +112,9 @@ type client struct {
 	// the queue; stalled: it took none for maxQueueWait (waitRoom).
 	room    chan struct{}
 	stalled bool
+	// progress counts the writer's completed socket writes and queue
+	// takes (waitRoom).
+	progress atomic.Uint32
 	// writable is set once CONNACK is out: from then on the writer runs
 	// whenever packets wait; writing while it does (at most one).
 	writable, writing bool

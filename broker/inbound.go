@@ -298,7 +298,7 @@ func (c *client) refusePublish(p *packet.Publish, rc packet.ReasonCode, msg stri
 	case 1:
 		c.ackNow(p.PacketID, rc, msg)
 	case 2:
-		c.enqueueCtrl(outItem{typ: packet.PUBREC, id: p.PacketID, rc: rc, reason: msg})
+		c.enqueueCtrl(outItem{typ: packet.PUBREC, id: p.PacketID, rc: rc, ext: withReason(msg)})
 	}
 }
 
@@ -364,7 +364,7 @@ func (c *client) flushAcksLocked() (n int, failed bool) {
 			failed = true
 		}
 		if !failed {
-			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc, reason: a.reason})
+			c.ctrl = append(c.ctrl, outItem{typ: packet.PUBACK, id: a.id, rc: a.rc, ext: withReason(a.reason)})
 		}
 	}
 	rest := copy(c.acks, c.acks[n:])
@@ -670,7 +670,7 @@ func (c *client) handleSubscribe(p *packet.Subscribe) error {
 	if len(reason) > 256 {
 		reason = strings.ToValidUTF8(reason[:256], "")
 	}
-	c.enqueueCtrl(outItem{typ: packet.SUBACK, id: p.PacketID, codes: codes, reason: reason})
+	c.enqueueCtrl(outItem{typ: packet.SUBACK, id: p.PacketID, ext: &outExt{codes: codes, reason: reason}})
 
 	// Retained messages [MQTT-3.3.1-6], never for shared subscriptions
 	// (MQTT 5 §4.8.2), as retain handling says (MQTT 5 §3.8.3.1).
@@ -742,7 +742,7 @@ func (c *client) handleUnsubscribe(p *packet.Unsubscribe) error {
 			}
 		}
 	}
-	c.enqueueCtrl(outItem{typ: packet.UNSUBACK, id: p.PacketID, codes: codes}) // [MQTT-3.10.4-4]
+	c.enqueueCtrl(outItem{typ: packet.UNSUBACK, id: p.PacketID, ext: &outExt{codes: codes}}) // [MQTT-3.10.4-4]
 	return nil
 }
 

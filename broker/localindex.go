@@ -218,15 +218,35 @@ func (b *Broker) dispatchLocal(m *Message) {
 	}
 }
 
-// clone returns a copy of m that owns its topic and payload (in one
-// allocation); Props are immutable once built and shared.
+// clone returns a copy of m that owns its topic and payload; Props are
+// immutable once built and shared. Small messages (the common case) take
+// one allocation: the Message and its bytes together.
 func (m *Message) clone() *Message {
-	c := new(Message)
+	n := len(m.Topic) + len(m.Payload)
+	var (
+		c   *Message
+		buf []byte
+	)
+	switch {
+	case n <= 128:
+		mb := new(struct {
+			Message
+			b [128]byte
+		})
+		c, buf = &mb.Message, mb.b[:n]
+	case n <= 512:
+		mb := new(struct {
+			Message
+			b [512]byte
+		})
+		c, buf = &mb.Message, mb.b[:n]
+	default:
+		c, buf = new(Message), make([]byte, n)
+	}
 	*c = *m
-	buf := make([]byte, len(m.Topic)+len(m.Payload))
-	n := copy(buf, m.Topic)
-	copy(buf[n:], m.Payload)
-	c.Topic = buf[:n:n]
-	c.Payload = buf[n:]
+	t := copy(buf, m.Topic)
+	copy(buf[t:], m.Payload)
+	c.Topic = buf[:t:t]
+	c.Payload = buf[t:n:n]
 	return c
 }

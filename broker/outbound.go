@@ -10,19 +10,43 @@ import (
 )
 
 // outItem is one packet waiting for the writer.
+//
+// It is 32 bytes: a client's queue may hold --max-queued of them, and the
+// writer moves them in bulk, so what only some packets need is in ext.
 type outItem struct {
 	typ      packet.Type
-	id       uint16
 	qos      byte
 	retain   bool
 	dup      bool
 	reserved bool // PUBLISH whose inflight slot the queue loop reserved
 	rc       packet.ReasonCode
+	id       uint16
+	subID    int32 // subscription identifier of a live delivery (0: none; at most 268,435,455)
 	msg      *Message
-	subID    int                 // subscription identifier of a live delivery (0: none)
-	subIDs   []int               // those of a queued delivery (all matching subscriptions)
-	codes    []packet.ReasonCode // SUBACK, UNSUBACK
-	reason   string              // MQTT 5 reason string of an ack (if the client wants them)
+	ext      *outExt
+}
+
+// outExt is the part of an outItem few packets have.
+type outExt struct {
+	subIDs []int               // those of a queued delivery (all matching subscriptions)
+	codes  []packet.ReasonCode // SUBACK, UNSUBACK
+	reason string              // MQTT 5 reason string of an ack (if the client wants them)
+}
+
+// reason returns the item's reason string.
+func (it *outItem) reason() string {
+	if it.ext == nil {
+		return ""
+	}
+	return it.ext.reason
+}
+
+// withReason returns ext for a reason string (nil if there is none).
+func withReason(reason string) *outExt {
+	if reason == "" {
+		return nil
+	}
+	return &outExt{reason: reason}
 }
 
 // inflight is an outbound QoS ≥ 1 message waiting for PUBACK / PUBREC /
@@ -190,10 +214,14 @@ func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 }
 
 // maxQueueWait is how long a publisher on this edge waits for room in a
-// subscriber's full queue while the subscriber takes nothing from it;
-// after that the subscriber counts as stalled and its messages are
-// dropped until it takes some again.
-const maxQueueWait = 100 * time.Millisecond
+// subscriber's full queue while the subscriber makes no progress at all
+// (takes nothing from its queue, and its socket accepts nothing); after
+// that the subscriber counts as stalled and its messages are dropped until
+// it takes some again. A second: on a loaded machine a reader that keeps
+// up can still be off the CPU for a few hundred milliseconds, and a
+// subscriber that accepts nothing for a second is as good as gone (its
+// keep-alive will tell).
+const maxQueueWait = time.Second
 
 // enqueue queues m for the client. If the queue is full, m is dropped
 // (counted, logged once per 10 s), unless canWait and the client is not
@@ -224,7 +252,7 @@ func (c *client) enqueue(m *Message, qos byte, retain bool, subID int, canWait b
 		}
 		return false
 	}
-	c.pubs = append(c.pubs, outItem{typ: packet.PUBLISH, qos: qos, retain: retain, msg: m, subID: subID})
+	c.pubs = append(c.pubs, outItem{typ: packet.PUBLISH, qos: qos, retain: retain, msg: m, subID: int32(subID)})
 	start := c.writerNeededLocked()
 	c.mu.Unlock()
 	if start {
@@ -234,12 +262,15 @@ func (c *client) enqueue(m *Message, qos byte, retain bool, subID int, canWait b
 }
 
 // waitRoom waits until the client's writer takes messages from its full
-// queue, and reports whether it did: false if the connection closed or
-// maxQueueWait passed without progress (the client is then stalled: a
-// slow reader, or QoS 1/2 messages it does not acknowledge), so that one
-// slow subscriber holds its publishers back by at most maxQueueWait each
-// time it stops. Only a publisher's own goroutine waits here, holding no
-// lock, which pushes back on that publisher's TCP connection.
+// queue, and reports whether it did. It keeps waiting while the client
+// makes progress (its socket accepts bytes, or it acknowledges QoS 1/2
+// messages), so that a publisher on this edge is paced by a subscriber
+// that reads, like TCP's own flow control; it gives up — false — when the
+// connection closes or maxQueueWait passes without any progress: the
+// client is then stalled (it stopped reading), so that one dead
+// subscriber holds its publishers back by at most maxQueueWait each time
+// it stops. Only a publisher's own goroutine waits here, holding no lock,
+// which pushes back on that publisher's TCP connection.
 func (c *client) waitRoom() bool {
 	c.mu.Lock()
 	if c.closed || c.stalled {
@@ -255,14 +286,22 @@ func (c *client) waitRoom() bool {
 	}
 	ch := c.room
 	c.mu.Unlock()
+	seen := c.progress.Load()
 	t := time.NewTimer(maxQueueWait)
 	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-c.quit:
-		return false
-	case <-t.C:
+	for {
+		select {
+		case <-ch:
+			return true
+		case <-c.quit:
+			return false
+		case <-t.C:
+		}
+		if p := c.progress.Load(); p != seen {
+			seen = p
+			t.Reset(maxQueueWait)
+			continue
+		}
 		c.mu.Lock()
 		if c.room == ch {
 			c.stalled = true
@@ -270,6 +309,19 @@ func (c *client) waitRoom() bool {
 		c.mu.Unlock()
 		return false
 	}
+}
+
+// progressWriter is the connection as the writer's buffer sees it: each
+// write the socket completes counts as progress (waitRoom).
+type progressWriter client
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	c := (*client)(w)
+	n, err := c.nc.Write(p)
+	if n > 0 {
+		c.progress.Add(1)
+	}
+	return n, err
 }
 
 // reserve waits for an inflight slot for packet ID id and records f in it.
@@ -323,14 +375,17 @@ func (c *client) release(id uint16) (inflight, bool) {
 	return f, ok
 }
 
-// takeBatchLocked moves the packets the writer may send now into batch:
-// all control packets, then PUBLISHes in order until one needs an inflight
-// slot that is not free (ordering is kept: nothing overtakes it). c.mu is
-// held.
+// takeBatchLocked moves the packets the writer may send now into batch
+// (empty, and cleared): all control packets, then PUBLISHes in order until
+// one needs an inflight slot that is not free (ordering is kept: nothing
+// overtakes it). c.mu is held.
 func (c *client) takeBatchLocked(batch []outItem) []outItem {
 	batch = append(batch, c.ctrl...)
 	clear(c.ctrl)
 	c.ctrl = c.ctrl[:0]
+	if cap(c.ctrl) > 256 {
+		c.ctrl = nil
+	}
 	n := 0
 	for ; n < len(c.pubs); n++ {
 		it := &c.pubs[n]
@@ -344,25 +399,28 @@ func (c *client) takeBatchLocked(batch []outItem) []outItem {
 			}
 			c.inflight[it.id] = inflight{msg: it.msg, qos: it.qos}
 		}
-		batch = append(batch, *it)
 	}
-	if n > 0 {
-		// Progress: publishers waiting for room go on (waitRoom).
-		c.stalled = false
-		if c.room != nil {
-			close(c.room)
-			c.room = nil
-		}
+	if n == 0 {
+		return batch
 	}
+	// Progress: publishers waiting for room go on (waitRoom).
+	c.progress.Add(1)
+	c.stalled = false
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+	if n == len(c.pubs) && len(batch) == 0 {
+		// The whole queue and nothing before it: swap the two slices
+		// rather than copy and clear thousands of items. Both go when the
+		// writer exits (writeLoop).
+		batch, c.pubs = c.pubs, batch
+		return batch
+	}
+	batch = append(batch, c.pubs[:n]...)
 	rest := copy(c.pubs, c.pubs[n:])
 	clear(c.pubs[rest:])
 	c.pubs = c.pubs[:rest]
-	if cap(c.pubs) > 256 && rest == 0 {
-		c.pubs = nil // give memory back after a burst
-	}
-	if cap(c.ctrl) > 256 {
-		c.ctrl = nil
-	}
 	return batch
 }
 
@@ -386,7 +444,7 @@ var batchPool = sync.Pool{New: func() any { return new([]outItem) }}
 // running while packets wait (see writerNeededLocked).
 func (c *client) writeLoop() {
 	defer c.wg.Done()
-	c.bw = getWriter(c.nc)
+	c.bw = getWriter((*progressWriter)(c))
 	bp := batchPool.Get().(*[]outItem)
 	batch := *bp
 	// done gives the buffers back. On the way out of a drained writer it
@@ -513,20 +571,20 @@ func (c *client) writeItem(it *outItem) error {
 		return c.writePublish(it, dst)
 	case packet.PUBACK, packet.PUBREC, packet.PUBREL, packet.PUBCOMP:
 		a := packet.Ack{Type: it.typ, PacketID: it.id, ReasonCode: it.rc}
-		c.reasonString(&a.Properties, it.reason)
+		c.reasonString(&a.Properties, it.reason())
 		buf, err = a.Encode(dst, c.version)
 		if c.tooLarge(buf, err) && c.stripProblemProps(&a.Properties) {
 			buf, err = a.Encode(dst, c.version) // [MQTT-3.4.2-2] and alike
 		}
 	case packet.SUBACK:
-		a := packet.Suback{PacketID: it.id, ReasonCodes: it.codes}
-		c.reasonString(&a.Properties, it.reason)
+		a := packet.Suback{PacketID: it.id, ReasonCodes: it.ext.codes}
+		c.reasonString(&a.Properties, it.ext.reason)
 		buf, err = a.Encode(dst, c.version)
 		if c.tooLarge(buf, err) && c.stripProblemProps(&a.Properties) {
 			buf, err = a.Encode(dst, c.version) // [MQTT-3.9.2-1]
 		}
 	case packet.UNSUBACK:
-		a := packet.Unsuback{PacketID: it.id, ReasonCodes: it.codes}
+		a := packet.Unsuback{PacketID: it.id, ReasonCodes: it.ext.codes}
 		buf, err = a.Encode(dst, c.version)
 	case packet.PINGRESP:
 		buf = packet.AppendPingresp(dst)
@@ -641,10 +699,10 @@ func (c *client) publishProps(p *packet.Properties, it *outItem) {
 		p.MessageExpiry = uint32(left / time.Second)
 	}
 	switch {
-	case len(it.subIDs) > 0:
-		p.SubscriptionIdentifiers = it.subIDs // [MQTT-3.3.4-4]
+	case it.ext != nil && len(it.ext.subIDs) > 0:
+		p.SubscriptionIdentifiers = it.ext.subIDs // [MQTT-3.3.4-4]
 	case it.subID > 0:
-		c.subIDBuf[0] = it.subID // [MQTT-3.3.4-5]
+		c.subIDBuf[0] = int(it.subID) // [MQTT-3.3.4-5]
 		p.SubscriptionIdentifiers = c.subIDBuf[:1]
 	}
 }

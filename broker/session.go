@@ -297,7 +297,11 @@ func (c *client) queueLoop(ctx context.Context) {
 			d.Nak()
 			return
 		}
-		c.enqueuePub(outItem{typ: packet.PUBLISH, id: id, qos: qos, retain: retain, msg: m, dup: d.Redelivered(), reserved: true, subIDs: subIDs})
+		it := outItem{typ: packet.PUBLISH, id: id, qos: qos, retain: retain, msg: m, dup: d.Redelivered(), reserved: true}
+		if len(subIDs) > 0 {
+			it.ext = &outExt{subIDs: subIDs}
+		}
+		c.enqueuePub(it)
 	}
 }
 

@@ -121,8 +121,13 @@ type Bus struct {
 	// local is the broker's local delivery, called by Publish when dc
 	// does not echo (router.go).
 	local atomic.Pointer[broker.Handler]
-	js    jetstream.JetStream
-	log   *slog.Logger
+	// interest tells which tenants' live messages others want
+	// (interest.go); interestSynced is the last change every node
+	// confirmed.
+	interest       *interest
+	interestSynced atomic.Uint64
+	js             jetstream.JetStream
+	log            *slog.Logger
 
 	queue    jetstream.Stream
 	retained jetstream.Stream
@@ -218,6 +223,7 @@ func New(opts Options) (*Bus, error) {
 		log:       opts.Logger.With("component", "natsbus"),
 		acks:      make(map[uint64]pendingPub),
 		index:     newSessionIndex(),
+		interest:  newInterest(opts.NodeID),
 		presence:  newPresence(),
 		queues:    make(map[*queue]struct{}),
 		appliedCh: make(chan struct{}),
@@ -256,6 +262,9 @@ func (b *Bus) Start(ctx context.Context) error {
 		return err
 	}
 	if err := b.startCluster(ctx); err != nil {
+		return err
+	}
+	if err := b.startInterest(); err != nil {
 		return err
 	}
 	if err := b.startPresence(ctx); err != nil {
@@ -592,6 +601,8 @@ func (b *Bus) watchReconnects() {
 			return
 		case st := <-ch:
 			b.holdReaper()
+			// Announcements may have been missed meanwhile.
+			b.interest.reset()
 			if st != nats.CONNECTED {
 				continue
 			}

@@ -130,18 +130,21 @@ func (b *Bus) countAlive(ctx context.Context) {
 		return
 	}
 	n, first := 0, true
+	var alive []string
 	for _, node := range nodes {
 		if node == b.opts.NodeID {
 			continue
 		}
 		if ok, err := b.alive(ctx, node); err == nil && ok {
 			n++
+			alive = append(alive, node)
 			if node < b.opts.NodeID {
 				first = false
 			}
 		}
 	}
 	b.othersAlive.Store(int32(n))
+	b.interest.setAlive(alive, time.Now())
 	b.janitor.Store(first)
 }
 

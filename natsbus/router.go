@@ -44,16 +44,21 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 	}
 	stored := m.QoS > 0
 	if !stored && !m.Retain {
-		// QoS 0: core NATS only, no allocation beyond nats.go's own.
-		bp := b.getBuf()
-		buf := msgSubject(*bp, m.Tenant, false, m.Topic)
-		sl := len(buf)
-		buf = appendEnvelope(buf, m, false)
-		err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:])
-		*bp = buf
-		b.putBuf(bp)
-		if err != nil {
-			return unavailable(err)
+		// QoS 0: core NATS only (if any other node wants the tenant), no
+		// allocation beyond nats.go's own.
+		if b.interest.needsNATS(m.Tenant) {
+			bp := b.getBuf()
+			buf := msgSubject(*bp, m.Tenant, false, m.Topic)
+			sl := len(buf)
+			buf = appendEnvelope(buf, m, false)
+			err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:])
+			*bp = buf
+			b.putBuf(bp)
+			if err != nil {
+				return unavailable(err)
+			}
+		} else if !b.dc.IsConnected() {
+			return unavailable(nats.ErrConnectionClosed)
 		}
 		b.deliverLocal(m)
 		if done != nil {
@@ -82,15 +87,19 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		done = joinDone(int32(parts), done)
 	}
 
-	// Live: every edge's routes.
+	// Live: every edge's routes (if any other node wants the tenant).
 	bp := b.getBuf()
 	defer b.putBuf(bp)
 	buf := msgSubject(*bp, m.Tenant, stored, m.Topic)
 	sl := len(buf)
 	buf = appendEnvelope(buf, m, false)
 	*bp = buf
-	if err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
-		return unavailable(err)
+	if b.interest.needsNATS(m.Tenant) {
+		if err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
+			return unavailable(err)
+		}
+	} else if !b.dc.IsConnected() {
+		return unavailable(nats.ErrConnectionClosed)
 	}
 	b.deliverLocal(m)
 	if m.Retain {
@@ -188,16 +197,27 @@ func joinDone(n int32, done func(error)) func(error) {
 // route is an open broker.Route: one NATS subscription per subject.
 type route struct {
 	subs []*nats.Subscription
+	// bus, tenant and echo undo the route's count in the tenant interest
+	// (nil bus: not counted).
+	bus    *Bus
+	tenant string
+	echo   bool
+	once   sync.Once
 }
 
 // Close implements broker.Route.
 func (r *route) Close() error {
 	var first error
-	for _, s := range r.subs {
-		if err := s.Unsubscribe(); err != nil && first == nil {
-			first = err
+	r.once.Do(func() {
+		for _, s := range r.subs {
+			if err := s.Unsubscribe(); err != nil && first == nil {
+				first = err
+			}
 		}
-	}
+		if r.bus != nil {
+			r.bus.announce(r.bus.interest.remove(r.tenant, r.echo))
+		}
+	})
 	return first
 }
 
@@ -247,7 +267,7 @@ func (b *Bus) subscribe(conn *nats.Conn, tenant string, f topic.Filter, class br
 		}
 		h(m)
 	}
-	r := &route{}
+	r := &route{bus: b, tenant: tenant, echo: conn == b.nc}
 	for _, s := range topic.FilterSubjects(f.Topic) {
 		subj := prefixMsg + tenant + "." + c + "." + s
 		var (
@@ -260,6 +280,7 @@ func (b *Bus) subscribe(conn *nats.Conn, tenant string, f topic.Filter, class br
 			ns, err = conn.Subscribe(subj, handler)
 		}
 		if err != nil {
+			r.bus = nil // not counted yet
 			r.Close()
 			return nil, unavailable(fmt.Errorf("subscribe %s: %w", subj, err))
 		}
@@ -267,6 +288,9 @@ func (b *Bus) subscribe(conn *nats.Conn, tenant string, f topic.Filter, class br
 		ns.SetPendingLimits(1<<20, 256<<20)
 		r.subs = append(r.subs, ns)
 	}
+	// Announced once the subscriptions exist: another node that learns
+	// of the tenant from now on publishes to NATS, where they are.
+	b.announce(b.interest.add(tenant, r.echo))
 	return r, nil
 }
 
@@ -339,6 +363,12 @@ func (b *Bus) flushLoop() {
 		err := b.dc.FlushTimeout(b.opts.AckTimeout)
 		if err == nil && b.dc != b.nc {
 			err = b.nc.FlushTimeout(b.opts.AckTimeout) // shared routes
+		}
+		if err == nil {
+			// Every node publishes the tenants of the new routes to NATS.
+			ctx, cancel := context.WithTimeout(context.Background(), b.opts.AckTimeout)
+			b.interestBarrier(ctx)
+			cancel()
 		}
 		for _, ch := range waiting {
 			ch <- err
