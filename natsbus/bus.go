@@ -126,6 +126,8 @@ type Bus struct {
 	// confirmed.
 	interest       *interest
 	interestSynced atomic.Uint64
+	// maxPay caches the servers' max_payload (router.go: maxPayload).
+	maxPay atomic.Int64
 	js             jetstream.JetStream
 	log            *slog.Logger
 
@@ -252,6 +254,7 @@ func (b *Bus) Start(ctx context.Context) error {
 		}
 	}
 	b.ackPrefix = "_RLY_ACK." + nats.NewInbox()[len(nats.InboxPrefix):] + "."
+	b.refreshMaxPayload()
 	var err error
 	b.ackSub, err = b.nc.Subscribe(b.ackPrefix+"*", b.onAck)
 	if err != nil {
@@ -583,6 +586,16 @@ func (b *Bus) trackQueue(q *queue, open bool) {
 	b.queuesMu.Unlock()
 }
 
+// refreshMaxPayload caches the smaller max_payload of the two
+// connections' servers.
+func (b *Bus) refreshMaxPayload() {
+	n := b.nc.MaxPayload()
+	if d := b.dc.MaxPayload(); d > 0 && (n <= 0 || d < n) {
+		n = d
+	}
+	b.maxPay.Store(n)
+}
+
 // holdReaper keeps the will reaper off for two node TTLs.
 func (b *Bus) holdReaper() {
 	b.reapAfter.Store(time.Now().Add(2 * b.opts.NodeTTL).UnixNano())
@@ -603,6 +616,7 @@ func (b *Bus) watchReconnects() {
 			b.holdReaper()
 			// Announcements may have been missed meanwhile.
 			b.interest.reset()
+			b.refreshMaxPayload()
 			if st != nats.CONNECTED {
 				continue
 			}

@@ -39,7 +39,7 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		var tmp [512]byte
 		size += len(appendProps(tmp[:0], m.Props))
 	}
-	if size > int(b.nc.MaxPayload()) {
+	if size > b.maxPayload() {
 		return fmt.Errorf("%w: message of %d bytes", broker.ErrTooLarge, size)
 	}
 	stored := m.QoS > 0
@@ -57,8 +57,6 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 			if err != nil {
 				return unavailable(err)
 			}
-		} else if !b.dc.IsConnected() {
-			return unavailable(nats.ErrConnectionClosed)
 		}
 		b.deliverLocal(m)
 		if done != nil {
@@ -98,8 +96,6 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		if err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
 			return unavailable(err)
 		}
-	} else if !b.dc.IsConnected() {
-		return unavailable(nats.ErrConnectionClosed)
 	}
 	b.deliverLocal(m)
 	if m.Retain {
@@ -141,6 +137,15 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		}
 	}
 	return nil
+}
+
+// maxPayload is the NATS servers' max_payload, as of the last (re)connect
+// (nats.go's MaxPayload takes a lock on every call).
+func (b *Bus) maxPayload() int {
+	if n := b.maxPay.Load(); n > 0 {
+		return int(n)
+	}
+	return int(b.nc.MaxPayload())
 }
 
 // LocalDelivery implements broker.Router: with a data connection that does
