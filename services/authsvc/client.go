@@ -2,12 +2,15 @@ package authsvc
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -25,6 +28,15 @@ type Client struct {
 	log  *slog.Logger
 	b    *broker.Broker
 	sub  *nats.Subscription
+
+	// logins remembers accepted password logins (see loginCache). It is
+	// used only while live is set: from Attach (once pushed changes
+	// arrive) while the NATS connection is up, until Close.
+	logins *loginCache
+	live   atomic.Bool
+	// dropped is how many pushed changes sub had dropped when last
+	// looked at: more means a change may have been lost.
+	dropped atomic.Int64
 
 	// Changes of one tenant are applied in order, by one goroutine per
 	// tenant (queues: tenant → its pending changes).
@@ -45,6 +57,7 @@ func NewClient(nc *nats.Conn, allowAnonymous bool, log *slog.Logger) *Client {
 	}
 	return &Client{
 		nc: nc, anon: broker.Anonymous{Allow: allowAnonymous}, log: log.With("component", "authclient"),
+		logins: newLoginCache(loginTTL, maxLoginEntries),
 		queues: make(map[string]chan change), quit: make(chan struct{}),
 	}
 }
@@ -55,10 +68,35 @@ func NewClient(nc *nats.Conn, allowAnonymous bool, log *slog.Logger) *Client {
 // A client that sent a verified client certificate and no password logs
 // in with the certificate (its tenant must allow it), with or without a
 // username; such a client is never anonymous.
+//
+// A password login the control plane accepted a moment ago is accepted
+// again from the edge's login cache (see loginCache); everything else,
+// refusals included, is decided by the control plane.
 func (c *Client) Authenticate(ctx context.Context, info *broker.ConnectInfo) (*auth.Principal, error) {
 	certLogin := info.CertIdentity != "" && !info.HasPassword
 	if !info.HasUsername && !certLogin {
 		return c.anon.Authenticate(ctx, info)
+	}
+	// Certificate logins are not cached: the certificate, not a
+	// password, is the secret, and they are rare.
+	cacheable := !certLogin && info.HasPassword
+	var (
+		key    loginKey
+		digest [sha256.Size]byte
+		epoch  uint64
+	)
+	if cacheable {
+		key = loginKey{serverName: info.ServerName, username: info.Username}
+		// Hashed whether or not there is an entry: a hit or a miss
+		// costs the same up to the comparison.
+		digest = c.logins.digest(info.Password)
+		if c.cacheUsable() {
+			if rep := c.logins.get(key, &digest, time.Now()); rep != nil &&
+				(rep.ClientIDPattern == "" || clientIDAllowed(rep.ClientIDPattern, info.ClientID, rep.Username)) {
+				return principalOf(rep, info.ClientID), nil
+			}
+		}
+		epoch = c.logins.begin()
 	}
 	req := connectRequest{Username: info.Username, Password: info.Password, ClientID: info.ClientID, ServerName: info.ServerName}
 	if certLogin {
@@ -70,10 +108,14 @@ func (c *Client) Authenticate(ctx context.Context, info *broker.ConnectInfo) (*a
 	data, _ := json.Marshal(&req)
 	msg, err := c.nc.RequestWithContext(ctx, SubjectConnect, data)
 	if err != nil {
+		// The control plane is gone (no responders) or overwhelmed:
+		// its changes may not reach the edge either, so the cache is
+		// not trusted with what it would refuse now.
+		c.logins.flush()
 		return nil, fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
 	}
-	var rep connectReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+	rep := new(connectReply)
+	if err := json.Unmarshal(msg.Data, rep); err != nil {
 		return nil, fmt.Errorf("%w: bad reply: %w", auth.ErrUnavailable, err)
 	}
 	switch rep.Result {
@@ -85,14 +127,46 @@ func (c *Client) Authenticate(ctx context.Context, info *broker.ConnectInfo) (*a
 	default:
 		return nil, auth.ErrUnavailable
 	}
+	if cacheable && rep.Cacheable {
+		c.logins.put(epoch, key, &digest, rep, time.Now())
+	}
+	return principalOf(rep, info.ClientID), nil
+}
+
+// principalOf builds a connection's principal from an accepted login, its
+// rules compiled for the client ID.
+func principalOf(rep *connectReply, clientID string) *auth.Principal {
 	p := &auth.Principal{Tenant: rep.Tenant, Username: rep.Username, CredentialID: rep.CredentialID, App: rep.App, Limits: rep.Limits}
-	p.SetRules(auth.Compile(rep.Rules, info.ClientID, rep.Username))
-	return p, nil
+	p.SetRules(auth.Compile(rep.Rules, clientID, rep.Username))
+	return p
+}
+
+// cacheUsable reports whether pushed changes are reaching the edge, so
+// that the login cache may be trusted: the Client is attached and not
+// closed, NATS is connected, and the change subscription lost nothing
+// since the cache was last emptied (if it did, the cache is emptied now).
+func (c *Client) cacheUsable() bool {
+	if !c.live.Load() || !c.nc.IsConnected() {
+		return false
+	}
+	n, err := c.sub.Dropped()
+	if err != nil {
+		return false
+	}
+	if int64(n) != c.dropped.Load() {
+		c.logins.flush()
+		c.dropped.Store(int64(n))
+		c.log.Warn("pushed changes were dropped: login cache emptied", "dropped", n)
+		return false
+	}
+	return true
 }
 
 // Attach starts applying pushed changes to b's live connections, and
 // refreshes every live connection's rules when the NATS connection comes
-// back (changes pushed while it was away are lost).
+// back (changes pushed while it was away are lost). The login cache is
+// used from then on, except while NATS is disconnected; it is emptied
+// when NATS goes away and again when it comes back.
 func (c *Client) Attach(b *broker.Broker) error {
 	c.b = b
 	sub, err := c.nc.Subscribe(SubjectChanged+"*", c.onChange)
@@ -100,16 +174,42 @@ func (c *Client) Attach(b *broker.Broker) error {
 		return fmt.Errorf("authclient: %w", err)
 	}
 	c.sub = sub
-	ch := c.nc.StatusChanged(nats.CONNECTED)
+	ch := c.nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	// The cache is empty, and an entry comes from a reply that reached
+	// the edge on this connection after the subscription did: no change
+	// pushed from now on can be missed.
+	registerLocal(c)
+	c.live.Store(true)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer c.nc.RemoveStatusListener(ch)
+		sweep := time.NewTicker(loginTTL)
+		defer sweep.Stop()
 		for {
 			select {
 			case <-c.quit:
 				return
-			case <-ch:
+			case <-sweep.C:
+				c.logins.sweep(time.Now())
+			case st, ok := <-ch:
+				if !ok {
+					// Listener removed (the connection closed).
+					c.live.Store(false)
+					c.logins.flush()
+					ch = nil
+					continue
+				}
+				if st != nats.CONNECTED {
+					// Changes pushed now are lost: stop trusting the
+					// cache until the connection is back.
+					c.live.Store(false)
+					c.logins.flush()
+					continue
+				}
+				// Changes may have been lost while away.
+				c.logins.flush()
+				c.live.Store(true)
 				for _, slug := range b.Tenants() {
 					c.enqueue(slug, change{Kind: changeRules})
 				}
@@ -123,6 +223,9 @@ func (c *Client) Attach(b *broker.Broker) error {
 func (c *Client) Close() error {
 	var err error
 	c.once.Do(func() {
+		c.live.Store(false)
+		unregisterLocal(c)
+		c.logins.flush()
 		if c.sub != nil {
 			err = c.sub.Unsubscribe()
 		}
@@ -132,8 +235,20 @@ func (c *Client) Close() error {
 	return err
 }
 
+// invalidateTenant drops what the login cache holds of the tenant with
+// this ID (a change made in this process: Service.Invalidate).
+func (c *Client) invalidateTenant(tenantID string) { c.logins.invalidateID(tenantID) }
+
+// onChange receives a pushed change. Whatever it is, the tenant's cached
+// logins are dropped first, here on the NATS callback, before the change
+// waits its turn: a CONNECT checked from then on asks the control plane.
 func (c *Client) onChange(m *nats.Msg) {
 	slug := strings.TrimPrefix(m.Subject, SubjectChanged)
+	if slug == allTenants {
+		c.logins.flush()
+		return
+	}
+	c.logins.invalidateSlug(slug)
 	var ch change
 	if err := json.Unmarshal(m.Data, &ch); err != nil {
 		return

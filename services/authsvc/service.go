@@ -112,7 +112,10 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close unsubscribes and stops pushing; it is idempotent.
+// Close unsubscribes and stops pushing; it is idempotent. Edges drop
+// their cached logins (those of this process before Close returns): with
+// no Service left, CONNECTs with credentials get "server unavailable"
+// rather than a cached answer no change could correct any more.
 func (s *Service) Close() error {
 	s.once.Do(func() {
 		close(s.quit)
@@ -120,14 +123,33 @@ func (s *Service) Close() error {
 			sub.Drain()
 		}
 		s.wg.Wait()
+		flushLocal(s.opts.Conn.ConnectedServerId())
+		data, _ := json.Marshal(&change{Kind: changeFlush})
+		s.opts.Conn.Publish(SubjectChanged+allTenants, data)
 	})
 	return nil
 }
 
-// Invalidate drops what the service has cached of a tenant: call it right
-// after changing the tenant in this process (the change feed does it for
-// changes made elsewhere, within a poll interval).
-func (s *Service) Invalidate(tenantID string) { s.cache.invalidate(tenantID) }
+// Invalidate drops what the service and the edges have cached of a
+// tenant: call it right after changing the tenant in this process (the
+// change feed does it for changes made elsewhere, within a poll interval).
+// The edges of this process have dropped their cached logins when it
+// returns; the others are told at once over NATS (and again by the feed).
+func (s *Service) Invalidate(tenantID string) {
+	s.cache.invalidate(tenantID)
+	invalidateLocal(tenantID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	slug, err := s.slugOf(ctx, tenantID)
+	if err != nil {
+		s.log.Warn("change for unknown tenant: edges learn it from the change feed", "tenant_id", tenantID, "err", err)
+		return
+	}
+	data, _ := json.Marshal(&change{Kind: changeFlush})
+	if err := s.opts.Conn.Publish(SubjectChanged+slug, data); err != nil {
+		s.log.Warn("pushing change", "err", err)
+	}
+}
 
 // connectWorkers is how many CONNECT checks run at once.
 const connectWorkers = 64
@@ -301,6 +323,9 @@ func (s *Service) decide(ctx context.Context, req *connectRequest, refuse func(r
 	return connectReply{
 		Result: resultOK, Tenant: t.Slug, Username: user, CredentialID: c.ID, App: app.Name,
 		Limits: t.Limits, Rules: rules,
+		// The edge may accept this password again without asking, until
+		// a change of the tenant reaches it (Client, loginCache).
+		TenantID: t.ID, ClientIDPattern: c.ClientIDPattern, Cacheable: !certLogin,
 	}
 }
 
@@ -449,7 +474,9 @@ func (s *Service) pushChanges() {
 			s.cache.invalidate(r.TenantID)
 			kind, user := classify(r.Action)
 			if kind == "" {
-				continue
+				// Edges still drop what they cached of the tenant
+				// (a setting such as client_cert_auth changed).
+				kind = changeFlush
 			}
 			if kind == changeRules && !reloaded {
 				// Another process may have changed the policies.

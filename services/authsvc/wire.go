@@ -17,8 +17,12 @@ const (
 	SubjectConnect = "rly.auth.v1.connect"
 	// SubjectRules: request rulesRequest, reply rulesReply.
 	SubjectRules = "rly.auth.v1.rules"
-	// SubjectChanged + tenant slug: pushed change (change).
+	// SubjectChanged + tenant slug: pushed change (change). SubjectChanged
+	// + allTenants: a change for every tenant (a Service stopped).
 	SubjectChanged = "rly.auth.v1.changed."
+	// allTenants stands for every tenant after SubjectChanged; it is not
+	// a valid slug (tenant.ValidSlug).
+	allTenants = "_all"
 	// QueueGroup is the queue group of every Service, so that several
 	// control processes share the load.
 	QueueGroup = "relay-auth"
@@ -55,6 +59,13 @@ type connectReply struct {
 	App          string        `json:"app,omitempty"`
 	Limits       tenant.Limits `json:"limits"`
 	Rules        []auth.Rule   `json:"rules,omitempty"`
+	// TenantID, ClientIDPattern and Cacheable let the edge remember an
+	// accepted password login (loginCache): the tenant's ID names it in
+	// Service.Invalidate, the pattern is checked against later client IDs
+	// at the edge. Cacheable is set for password logins only.
+	TenantID        string `json:"tenant_id,omitempty"`
+	ClientIDPattern string `json:"client_id_pattern,omitempty"`
+	Cacheable       bool   `json:"cacheable,omitempty"`
 }
 
 type rulesRequest struct {
@@ -77,6 +88,10 @@ const (
 	changeRevoke = "revoke"
 	// changeSuspend: the tenant was suspended; edges disconnect all of it.
 	changeSuspend = "suspend"
+	// changeFlush: anything else changed (settings, a new app or key);
+	// edges only drop what they cached of the tenant. Every kind does that
+	// first; older edges ignore this one.
+	changeFlush = "flush"
 )
 
 type change struct {
