@@ -102,3 +102,72 @@ func TestStalledSubscriberDoesNotStopOthers(t *testing.T) {
 		t.Fatal("nothing dropped for the subscriber that stopped reading")
 	}
 }
+
+// A subscriber whose QoS 1 queue cannot move (it acknowledges nothing, its
+// inflight window is full) while its socket still carries other packets
+// (PUBACKs of its own QoS 1 telemetry) makes no progress: the publisher
+// held back by it is released after maxQueueWait and its other messages
+// flow (review finding: control packets once counted as progress).
+func TestStuckQoS1SubscriberReleasesPublisher(t *testing.T) {
+	_, addr := startEdge(t, Options{MaxQueued: 10, MaxInflight: 2})
+
+	healthy := dialEdge(t, addr, packet.V311, "healthy", 0)
+	healthy.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "other", QoS: 0}}})
+	if fh, _ := healthy.read(); fh.Type != packet.SUBACK {
+		t.Fatalf("got %v, want SUBACK", fh.Type)
+	}
+
+	stuck := dialEdge(t, addr, packet.V311, "stuck", 0)
+	stuck.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "cmd", QoS: 1}}})
+	if fh, _ := stuck.read(); fh.Type != packet.SUBACK {
+		t.Fatalf("got %v, want SUBACK", fh.Type)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	// The stuck device reads everything but acknowledges no command; it
+	// keeps publishing QoS 1 telemetry (the broker PUBACKs it).
+	go func() {
+		for {
+			stuck.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if _, _, err := stuck.rd.ReadPacket(); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		id := uint16(1)
+		var buf []byte
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			buf, _ = (&packet.Publish{QoS: 1, PacketID: id, Topic: []byte("tele"), Payload: []byte("t")}).Encode(buf[:0], packet.V311)
+			stuck.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := stuck.conn.Write(buf); err != nil {
+				return
+			}
+			id = id%60000 + 1
+		}
+	}()
+
+	pub := dialEdge(t, addr, packet.V311, "pub", 0)
+	go func() {
+		var buf []byte
+		for i := range 50 {
+			buf, _ = (&packet.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: []byte("cmd"), Payload: []byte("c")}).Encode(buf[:0], packet.V311)
+			pub.conn.Write(buf)
+		}
+		buf, _ = (&packet.Publish{Topic: []byte("other"), Payload: []byte("hello")}).Encode(buf[:0], packet.V311)
+		pub.conn.Write(buf)
+	}()
+	healthy.conn.SetReadDeadline(time.Now().Add(6 * time.Second))
+	fh, _, err := healthy.rd.ReadPacket()
+	if err != nil {
+		t.Fatalf("the publisher is still held back after 6 s by a subscriber whose queue has not moved (maxQueueWait is %v): %v", maxQueueWait, err)
+	}
+	if fh.Type != packet.PUBLISH {
+		t.Fatalf("got %v", fh.Type)
+	}
+}

@@ -644,11 +644,9 @@ func (b *Broker) removeRoute(c *client, filter string, class Class) {
 // backbone's delivery goroutine must not wait for one client).
 func (rt *route) deliver(m *Message) { rt.deliverFrom(m, false) }
 
-// deliverLocal hands m, published on this edge, to every local subscriber;
-// for a full queue it waits for room (client.waitRoom), after releasing
-// the route's lock.
-func (rt *route) deliverLocal(m *Message) { rt.deliverFrom(m, true) }
-
+// deliverFrom hands m to every local subscriber; with canWait (m comes
+// from a local client's read loop), for a full queue it waits for room
+// (client.waitRoom) after releasing the route's lock.
 func (rt *route) deliverFrom(m *Message, canWait bool) {
 	if rt.local && m.Origin != rt.b.opts.NodeID {
 		return

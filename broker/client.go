@@ -112,8 +112,8 @@ type client struct {
 	// the queue; stalled: it took none for maxQueueWait (waitRoom).
 	room    chan struct{}
 	stalled bool
-	// progress counts the writer's completed socket writes and queue
-	// takes (waitRoom).
+	// progress counts PUBLISHes leaving the queue and going out on the
+	// socket, in steps (waitRoom).
 	progress atomic.Uint32
 	// writable is set once CONNACK is out: from then on the writer runs
 	// whenever packets wait; writing while it does (at most one).

@@ -218,7 +218,7 @@ func (c *client) handlePublish(fh packet.FixedHeader, body []byte) error {
 	m := &sc.msg
 	*m = Message{
 		Tenant: c.tenant, Topic: t, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain,
-		Origin: c.b.opts.NodeID, ClientID: c.id,
+		Origin: c.b.opts.NodeID, ClientID: c.id, paced: true,
 	}
 	if c.version == packet.V5 {
 		if len(p.Properties.SubscriptionIdentifiers) > 0 {

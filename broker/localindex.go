@@ -203,7 +203,8 @@ func cutLevel(f string) (level, rest string, more bool) {
 }
 
 // dispatchLocal is the Router's local delivery (Router.LocalDelivery): it
-// hands m, just published on this edge, to every matching local route.
+// hands m, just published on this edge, to every matching local route;
+// for a client's own publish (m.paced) it waits for room in full queues.
 // m belongs to the publisher (it may point into a read buffer), so the
 // subscribers share one copy, made only if some route matches.
 func (b *Broker) dispatchLocal(m *Message) {
@@ -214,7 +215,7 @@ func (b *Broker) dispatchLocal(m *Message) {
 	}
 	own := m.clone()
 	for _, rt := range rts {
-		rt.deliverLocal(own)
+		rt.deliverFrom(own, m.paced)
 	}
 }
 

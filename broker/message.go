@@ -33,6 +33,12 @@ type Message struct {
 	// (content type, response topic, correlation data, user properties,
 	// payload format). Nil when there are none.
 	Props *packet.Properties
+
+	// paced is set on a message a client's read loop publishes: its
+	// local delivery may wait for room in subscribers' queues (pushing
+	// back on that client), which no other publisher (wills, the reaper,
+	// the HTTP API) may do.
+	paced bool
 }
 
 // Subscription is one topic filter a session holds, with its options.

@@ -215,13 +215,19 @@ func (c *client) deliver(m *Message, qos byte, retain bool, subID int) {
 
 // maxQueueWait is how long a publisher on this edge waits for room in a
 // subscriber's full queue while the subscriber makes no progress at all
-// (takes nothing from its queue, and its socket accepts nothing); after
-// that the subscriber counts as stalled and its messages are dropped until
-// it takes some again. A second: on a loaded machine a reader that keeps
-// up can still be off the CPU for a few hundred milliseconds, and a
+// (no PUBLISH leaves its queue or goes out on its socket); after that the
+// subscriber counts as stalled and its messages are dropped until it
+// takes some again. A second: on a loaded machine a reader that keeps up
+// can still be off the CPU for a few hundred milliseconds, and a
 // subscriber that accepts nothing for a second is as good as gone (its
 // keep-alive will tell).
 const maxQueueWait = time.Second
+
+// maxPacedWait bounds one wait for room however much progress the
+// subscriber makes: a subscriber that reads, but slowly, paces a
+// publisher for at most this long per message before it counts as
+// stalled.
+const maxPacedWait = 5 * time.Second
 
 // enqueue queues m for the client. If the queue is full, m is dropped
 // (counted, logged once per 10 s), unless canWait and the client is not
@@ -263,14 +269,15 @@ func (c *client) enqueue(m *Message, qos byte, retain bool, subID int, canWait b
 
 // waitRoom waits until the client's writer takes messages from its full
 // queue, and reports whether it did. It keeps waiting while the client
-// makes progress (its socket accepts bytes, or it acknowledges QoS 1/2
-// messages), so that a publisher on this edge is paced by a subscriber
-// that reads, like TCP's own flow control; it gives up — false — when the
-// connection closes or maxQueueWait passes without any progress: the
-// client is then stalled (it stopped reading), so that one dead
-// subscriber holds its publishers back by at most maxQueueWait each time
-// it stops. Only a publisher's own goroutine waits here, holding no lock,
-// which pushes back on that publisher's TCP connection.
+// makes progress (PUBLISHes leave its queue or go out on its socket), so
+// that a publisher on this edge is paced by a subscriber that reads, like
+// TCP's own flow control; it gives up — false — when the connection
+// closes, maxQueueWait passes without progress, or maxPacedWait passes in
+// all: the client is then stalled (it stopped reading, or stopped
+// acknowledging QoS 1/2 messages, or reads too slowly), so that one such
+// subscriber holds its publishers back by at most that much each time.
+// Only a client's own read loop waits here (Message.paced), holding no
+// lock, which pushes back on that publisher's TCP connection.
 func (c *client) waitRoom() bool {
 	c.mu.Lock()
 	if c.closed || c.stalled {
@@ -289,6 +296,7 @@ func (c *client) waitRoom() bool {
 	seen := c.progress.Load()
 	t := time.NewTimer(maxQueueWait)
 	defer t.Stop()
+	giveUp := time.Now().Add(maxPacedWait)
 	for {
 		select {
 		case <-ch:
@@ -297,7 +305,7 @@ func (c *client) waitRoom() bool {
 			return false
 		case <-t.C:
 		}
-		if p := c.progress.Load(); p != seen {
+		if p := c.progress.Load(); p != seen && time.Now().Before(giveUp) {
 			seen = p
 			t.Reset(maxQueueWait)
 			continue
@@ -311,18 +319,10 @@ func (c *client) waitRoom() bool {
 	}
 }
 
-// progressWriter is the connection as the writer's buffer sees it: each
-// write the socket completes counts as progress (waitRoom).
-type progressWriter client
-
-func (w *progressWriter) Write(p []byte) (int, error) {
-	c := (*client)(w)
-	n, err := c.nc.Write(p)
-	if n > 0 {
-		c.progress.Add(1)
-	}
-	return n, err
-}
+// pubProgressEvery is how many PUBLISHes the writer writes between two
+// counts of progress (waitRoom): it writes them into its buffer, which
+// goes to the socket as it fills, so a count means the socket took them.
+const pubProgressEvery = 32
 
 // reserve waits for an inflight slot for packet ID id and records f in it.
 // It returns false if the connection closes first.
@@ -444,7 +444,7 @@ var batchPool = sync.Pool{New: func() any { return new([]outItem) }}
 // running while packets wait (see writerNeededLocked).
 func (c *client) writeLoop() {
 	defer c.wg.Done()
-	c.bw = getWriter((*progressWriter)(c))
+	c.bw = getWriter(c.nc)
 	bp := batchPool.Get().(*[]outItem)
 	batch := *bp
 	// done gives the buffers back. On the way out of a drained writer it
@@ -494,11 +494,17 @@ func (c *client) writeLoop() {
 		// A large packet goes straight to the socket: the deadline must be
 		// fresh before any write of the batch.
 		c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.WriteTimeout))
+		pubs := 0
 		for i := range batch {
 			if err := c.writeItem(&batch[i]); err != nil {
 				c.writeFailed("write failed", err)
 				done()
 				return
+			}
+			if batch[i].typ == packet.PUBLISH {
+				if pubs++; pubs%pubProgressEvery == 0 {
+					c.progress.Add(1)
+				}
 			}
 		}
 		clear(batch)

@@ -232,6 +232,7 @@ func New(opts Options) (*Bus, error) {
 		quit:      make(chan struct{}),
 	}
 	b.bufPool.New = func() any { s := make([]byte, 0, 1024); return &s }
+	b.interest.send = b.announce
 	return b, nil
 }
 

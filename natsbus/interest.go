@@ -77,7 +77,11 @@ type interest struct {
 	mu    sync.Mutex
 	self  string
 	epoch string
+	// send publishes an announcement; it is called with mu held, so that
+	// changes and snapshots leave in the order of their numbers.
+	send  func(*interestMsg)
 	seq   uint64         // changes announced
+	onSeq uint64         // the last change that added a tenant
 	mine  map[string]int // tenant → this node's NATS subscriptions (announced)
 	echo  map[string]int // tenant → those on the echoing connection
 	alive []string       // other live nodes, from the heartbeats
@@ -93,7 +97,7 @@ func newInterest(self string) *interest {
 	var e [8]byte
 	rand.Read(e[:])
 	return &interest{
-		self: self, epoch: hex.EncodeToString(e[:]),
+		self: self, epoch: hex.EncodeToString(e[:]), send: func(*interestMsg) {},
 		mine: make(map[string]int), echo: make(map[string]int),
 		nodes: make(map[string]*nodeInterest), moved: make(chan struct{}),
 	}
@@ -133,9 +137,8 @@ func (in *interest) rebuildLocked() {
 }
 
 // add counts a NATS subscription of this node in tenant; echo says it is
-// on the echoing connection. It returns the announcement to send, if the
-// tenant is new.
-func (in *interest) add(tenant string, echo bool) *interestMsg {
+// on the echoing connection. A tenant new to this node is announced.
+func (in *interest) add(tenant string, echo bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if echo {
@@ -144,14 +147,15 @@ func (in *interest) add(tenant string, echo bool) *interestMsg {
 		}
 	}
 	if in.mine[tenant]++; in.mine[tenant] > 1 {
-		return nil
+		return
 	}
 	in.seq++
-	return &interestMsg{Node: in.self, Epoch: in.epoch, Seq: in.seq, On: []string{tenant}}
+	in.onSeq = in.seq
+	in.send(&interestMsg{Node: in.self, Epoch: in.epoch, Seq: in.seq, On: []string{tenant}})
 }
 
 // remove undoes add.
-func (in *interest) remove(tenant string, echo bool) *interestMsg {
+func (in *interest) remove(tenant string, echo bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if echo {
@@ -161,22 +165,22 @@ func (in *interest) remove(tenant string, echo bool) *interestMsg {
 		}
 	}
 	if in.mine[tenant]--; in.mine[tenant] > 0 {
-		return nil
+		return
 	}
 	delete(in.mine, tenant)
 	in.seq++
-	return &interestMsg{Node: in.self, Epoch: in.epoch, Seq: in.seq, Off: []string{tenant}}
+	in.send(&interestMsg{Node: in.self, Epoch: in.epoch, Seq: in.seq, Off: []string{tenant}})
 }
 
-// snapshot returns the full announcement.
-func (in *interest) snapshot() *interestMsg {
+// sendSnapshot announces every tenant of this node.
+func (in *interest) sendSnapshot() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	m := &interestMsg{Node: in.self, Epoch: in.epoch, Seq: in.seq, Full: true, On: make([]string, 0, len(in.mine))}
 	for t := range in.mine {
 		m.On = append(m.On, t)
 	}
-	return m
+	in.send(m)
 }
 
 // apply takes another node's announcement.
@@ -192,18 +196,18 @@ func (in *interest) apply(m *interestMsg, now time.Time) {
 		in.nodes[m.Node] = s
 	}
 	s.seen = now
+	// s.seq is the highest number seen from this epoch, complete or not:
+	// nothing older is ever applied (a late snapshot must not erase a
+	// tenant a later change added).
 	switch {
+	case m.Seq < s.seq || (s.ok && m.Seq == s.seq):
+		return // older than, or the same as, what we have
 	case m.Full:
-		if s.ok && m.Seq < s.seq {
-			return // older than what we have
-		}
 		s.tenants = make(map[string]struct{}, len(m.On))
 		for _, t := range m.On {
 			s.tenants[t] = struct{}{}
 		}
 		s.seq, s.ok = m.Seq, true
-	case s.ok && m.Seq <= s.seq:
-		return // seen
 	case s.ok && m.Seq == s.seq+1:
 		for _, t := range m.On {
 			s.tenants[t] = struct{}{}
@@ -267,21 +271,26 @@ func (in *interest) reset() {
 	in.rebuildLocked()
 }
 
-// pending returns this node's change count.
-func (in *interest) current() (epoch string, seq uint64) {
+// current returns this node's epoch, its change count, the last change
+// that added a tenant, and the live nodes that take part in the protocol
+// (those it has heard from), whose confirmation a barrier waits for.
+func (in *interest) current() (epoch string, seq, onSeq uint64, speakers map[string]bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.epoch, in.seq
+	speakers = make(map[string]bool)
+	for _, n := range in.alive {
+		if in.nodes[n] != nil {
+			speakers[n] = true
+		}
+	}
+	return in.epoch, in.seq, in.onSeq, speakers
 }
 
 // ---------------------------------------------------------------------------
 // On the Bus.
 
-// announce publishes m (nil: nothing).
+// announce publishes m (interest.send).
 func (b *Bus) announce(m *interestMsg) {
-	if m == nil {
-		return
-	}
 	data, _ := json.Marshal(m)
 	if err := b.nc.Publish(subjInterest, data); err != nil {
 		b.log.Debug("announcing interest", "err", err)
@@ -313,9 +322,10 @@ func (b *Bus) startInterest() error {
 		if err != nil {
 			return
 		}
+		me := []byte(b.opts.NodeID)
 		ok, ch := b.interest.confirmed(f[0], f[1], seq)
 		if ok {
-			m.Respond(nil)
+			m.Respond(me)
 			return
 		}
 		go func() {
@@ -330,7 +340,7 @@ func (b *Bus) startInterest() error {
 					return
 				}
 				if ok, ch = b.interest.confirmed(f[0], f[1], seq); ok {
-					m.Respond(nil)
+					m.Respond(me)
 					return
 				}
 			}
@@ -343,7 +353,7 @@ func (b *Bus) startInterest() error {
 	b.kickMu.Lock()
 	b.kickSubs = append(b.kickSubs, sub, sync)
 	b.kickMu.Unlock()
-	b.announce(b.interest.snapshot())
+	b.interest.sendSnapshot()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -354,23 +364,25 @@ func (b *Bus) startInterest() error {
 			case <-b.quit:
 				return
 			case <-t.C:
-				b.announce(b.interest.snapshot())
+				b.interest.sendSnapshot()
 			}
 		}
 	}()
 	return nil
 }
 
-// interestBarrier waits until every other live node confirmed this node's
-// announcements up to now (the subscription barrier's half for live
-// routes).
+// interestBarrier waits until every other live node that takes part in
+// the protocol confirmed this node's announcements up to its last new
+// tenant (the subscription barrier's half for live routes). Live nodes it
+// has never heard from are not waited for: older versions, which publish
+// everything anyway (a node sends its first snapshot as it starts, before
+// it can know of this one, so a current node is heard from first).
 func (b *Bus) interestBarrier(ctx context.Context) {
-	epoch, seq := b.interest.current()
-	if seq <= b.interestSynced.Load() {
+	epoch, seq, onSeq, speakers := b.interest.current()
+	if onSeq <= b.interestSynced.Load() {
 		return
 	}
-	want := int(b.othersAlive.Load())
-	if want > 0 {
+	if len(speakers) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 		defer cancel()
 		inbox := b.nc.NewRespInbox()
@@ -382,11 +394,13 @@ func (b *Bus) interestBarrier(ctx context.Context) {
 		if err := b.nc.PublishRequest(subjInterestSync, inbox, fmt.Appendf(nil, "%s %s %d", b.opts.NodeID, epoch, seq)); err != nil {
 			return
 		}
-		for got := 0; got < want; got++ {
-			if _, err := sub.NextMsgWithContext(ctx); err != nil {
-				b.log.Warn("not every node confirmed a new route in time", "confirmed", got, "nodes", want)
+		for len(speakers) > 0 {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				b.log.Warn("not every node confirmed a new route in time", "waiting_for", len(speakers))
 				return
 			}
+			delete(speakers, string(m.Data))
 		}
 	}
 	for {

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -210,5 +211,58 @@ func TestInterestSkipsNATS(t *testing.T) {
 			t.Fatal("still publishing t1 to NATS after the only other subscriber left")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Review finding: a snapshot published late (taken before changes that a
+// gap made this node count as "wants everything") must not be applied as
+// complete over them, or a tenant the node subscribed to is skipped.
+func TestInterestLateSnapshotAfterGap(t *testing.T) {
+	in := newInterest("self")
+	now := time.Now()
+	in.setAlive([]string{"b"}, now)
+	in.apply(&interestMsg{Node: "b", Epoch: "e", Seq: 2, Full: true}, now)
+	in.apply(&interestMsg{Node: "b", Epoch: "e", Seq: 4, On: []string{"t2"}}, now) // 3 not seen yet: gap
+	if !in.needsNATS("t2") {
+		t.Fatal("after a gap everything must go to NATS")
+	}
+	in.apply(&interestMsg{Node: "b", Epoch: "e", Seq: 3, On: []string{"t1"}}, now)
+	in.apply(&interestMsg{Node: "b", Epoch: "e", Seq: 2, Full: true}, now) // late
+	if !in.needsNATS("t1") || !in.needsNATS("t2") {
+		t.Fatal("a late snapshot erased tenants of later changes")
+	}
+	in.apply(&interestMsg{Node: "b", Epoch: "e", Seq: 4, Full: true, On: []string{"t1", "t2"}}, now)
+	if !in.needsNATS("t1") || !in.needsNATS("t2") || in.needsNATS("t3") {
+		t.Fatal("the current snapshot must restore the exact picture")
+	}
+}
+
+// Announcements leave in the order of their numbers, whichever goroutine
+// makes them (they are sent under the interest lock).
+func TestInterestAnnouncementsInOrder(t *testing.T) {
+	in := newInterest("a")
+	var mu sync.Mutex
+	var seqs []uint64
+	in.send = func(m *interestMsg) { mu.Lock(); seqs = append(seqs, m.Seq); mu.Unlock() }
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 200 {
+				tn := fmt.Sprintf("t%d-%d", i, j%5)
+				in.add(tn, false)
+				if j%3 == 0 {
+					in.sendSnapshot()
+				}
+				in.remove(tn, false)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] < seqs[i-1] {
+			t.Fatalf("announcement %d numbered %d after %d", i, seqs[i], seqs[i-1])
+		}
 	}
 }

@@ -220,7 +220,7 @@ func (r *route) Close() error {
 			}
 		}
 		if r.bus != nil {
-			r.bus.announce(r.bus.interest.remove(r.tenant, r.echo))
+			r.bus.interest.remove(r.tenant, r.echo)
 		}
 	})
 	return first
@@ -295,7 +295,7 @@ func (b *Bus) subscribe(conn *nats.Conn, tenant string, f topic.Filter, class br
 	}
 	// Announced once the subscriptions exist: another node that learns
 	// of the tenant from now on publishes to NATS, where they are.
-	b.announce(b.interest.add(tenant, r.echo))
+	b.interest.add(tenant, r.echo)
 	return r, nil
 }
 
