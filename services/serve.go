@@ -119,6 +119,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.Close()
 		return err
 	}
+	if s.ctl.svc != nil && s.edge.auth != nil {
+		// Changes made here reach the edge's login cache before the
+		// operation returns.
+		s.ctl.svc.AttachLocal(s.edge.auth)
+	}
 	if s.api, err = s.startAPIBackend(ctx); err != nil {
 		s.Close()
 		return err

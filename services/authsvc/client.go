@@ -178,7 +178,6 @@ func (c *Client) Attach(b *broker.Broker) error {
 	// The cache is empty, and an entry comes from a reply that reached
 	// the edge on this connection after the subscription did: no change
 	// pushed from now on can be missed.
-	registerLocal(c)
 	c.live.Store(true)
 	c.wg.Add(1)
 	go func() {
@@ -224,7 +223,6 @@ func (c *Client) Close() error {
 	var err error
 	c.once.Do(func() {
 		c.live.Store(false)
-		unregisterLocal(c)
 		c.logins.flush()
 		if c.sub != nil {
 			err = c.sub.Unsubscribe()

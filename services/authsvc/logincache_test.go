@@ -360,8 +360,9 @@ func TestClientLoginCache(t *testing.T) {
 		t.Errorf("globex after acme's change: err %v, %d checks; want a cached login", err, checks)
 	}
 
-	// A change made in this process reaches the Client directly.
-	invalidateLocal("id-globex")
+	// A change made in this process reaches the Client directly
+	// (Service.AttachLocal calls this).
+	e.c.invalidateTenant("id-globex")
 	if _, err, checks := e.login(t, broker.ConnectInfo{ServerName: "globex.example", Username: "dev", Password: pw("globex")}); err != nil || checks != 1 {
 		t.Errorf("globex after its change in this process: err %v, %d checks; want the control plane asked", err, checks)
 	}

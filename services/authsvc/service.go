@@ -62,6 +62,11 @@ type Service struct {
 	// cache holds the rows CONNECT checks read; the change feed
 	// invalidates it.
 	cache *lookupCache
+	// local are the Clients of this process (AttachLocal).
+	local struct {
+		mu sync.Mutex
+		m  map[*Client]struct{}
+	}
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -112,6 +117,20 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
+// AttachLocal makes c, an edge's Client in this process (`relay serve`),
+// follow this Service's changes synchronously: a change made through this
+// process (Invalidate) has dropped c's cached logins of the tenant before
+// the operation returns, and Close empties c's cache. Edges elsewhere
+// learn both over NATS.
+func (s *Service) AttachLocal(c *Client) {
+	s.local.mu.Lock()
+	defer s.local.mu.Unlock()
+	if s.local.m == nil {
+		s.local.m = make(map[*Client]struct{})
+	}
+	s.local.m[c] = struct{}{}
+}
+
 // Close unsubscribes and stops pushing; it is idempotent. Edges drop
 // their cached logins (those of this process before Close returns): with
 // no Service left, CONNECTs with credentials get "server unavailable"
@@ -123,7 +142,11 @@ func (s *Service) Close() error {
 			sub.Drain()
 		}
 		s.wg.Wait()
-		flushLocal(s.opts.Conn.ConnectedServerId())
+		s.local.mu.Lock()
+		for c := range s.local.m {
+			c.logins.flush()
+		}
+		s.local.mu.Unlock()
 		data, _ := json.Marshal(&change{Kind: changeFlush})
 		s.opts.Conn.Publish(SubjectChanged+allTenants, data)
 	})
@@ -137,7 +160,11 @@ func (s *Service) Close() error {
 // returns; the others are told at once over NATS (and again by the feed).
 func (s *Service) Invalidate(tenantID string) {
 	s.cache.invalidate(tenantID)
-	invalidateLocal(tenantID)
+	s.local.mu.Lock()
+	for c := range s.local.m {
+		c.invalidateTenant(tenantID)
+	}
+	s.local.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	slug, err := s.slugOf(ctx, tenantID)
