@@ -128,8 +128,8 @@ type Bus struct {
 	interestSynced atomic.Uint64
 	// maxPay caches the servers' max_payload (router.go: maxPayload).
 	maxPay atomic.Int64
-	js             jetstream.JetStream
-	log            *slog.Logger
+	js     jetstream.JetStream
+	log    *slog.Logger
 
 	queue    jetstream.Stream
 	retained jetstream.Stream
