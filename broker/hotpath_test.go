@@ -54,3 +54,30 @@ func TestQoS0PathAllocs(t *testing.T) {
 		t.Fatalf("live delivery to a subscriber: %v allocations, want 0", allocs)
 	}
 }
+
+// TestLocalDeliveryAllocs: a message published on this edge reaches its
+// local subscribers with one allocation (the copy they share), however
+// many there are; matching the routes allocates nothing.
+func TestLocalDeliveryAllocs(t *testing.T) {
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := &Broker{log: lg, bb: discardBackbone{&memBackbone{}}}
+	b.opts.MaxQueued = 1 << 20
+	f, _ := topic.ParseFilter("sensors/+/temp")
+	rt := &route{key: routeKey{tenant: "default", filter: f.Topic}, f: f, b: b}
+	for i := range 3 {
+		nc, peer := net.Pipe()
+		defer nc.Close()
+		defer peer.Close()
+		c := &client{b: b, nc: nc, version: packet.V311, tenant: "default", id: "sub" + string(rune('0'+i)),
+			principal: AnonymousPrincipal(), tc: &tenantCounters{}, quit: make(chan struct{}), done: make(chan struct{})}
+		c.pubs = make([]outItem, 0, 4000)
+		rt.subs = append(rt.subs, routeSub{c: c, sub: Subscription{Filter: "sensors/+/temp"}})
+	}
+	b.local.add("default", rt)
+	m := &Message{Tenant: "default", Topic: []byte("sensors/7/temp"), Payload: make([]byte, 64), paced: true}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		b.dispatchLocal(m)
+	}); allocs != 1 {
+		t.Fatalf("local delivery to 3 subscribers: %v allocations, want 1", allocs)
+	}
+}
