@@ -90,6 +90,7 @@ type interest struct {
 	// (barrier answers wait on it).
 	moved   chan struct{}
 	started bool
+	born    time.Time // when this node started taking part
 	view    atomic.Pointer[interestView]
 }
 
@@ -100,6 +101,7 @@ func newInterest(self string) *interest {
 		self: self, epoch: hex.EncodeToString(e[:]), send: func(*interestMsg) {},
 		mine: make(map[string]int), echo: make(map[string]int),
 		nodes: make(map[string]*nodeInterest), moved: make(chan struct{}),
+		born: time.Now(),
 	}
 }
 
@@ -272,14 +274,19 @@ func (in *interest) reset() {
 }
 
 // current returns this node's epoch, its change count, the last change
-// that added a tenant, and the live nodes that take part in the protocol
-// (those it has heard from), whose confirmation a barrier waits for.
+// that added a tenant, and the live nodes that take part in the protocol,
+// whose confirmation a barrier waits for: those it has heard from, and,
+// while it is younger than interestStale, all of them (a node that speaks
+// sends a snapshot every interestEvery: one never heard from after that
+// does not speak the protocol, an older version that publishes
+// everything).
 func (in *interest) current() (epoch string, seq, onSeq uint64, speakers map[string]bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	young := time.Since(in.born) < interestStale
 	speakers = make(map[string]bool)
 	for _, n := range in.alive {
-		if in.nodes[n] != nil {
+		if young || in.nodes[n] != nil {
 			speakers[n] = true
 		}
 	}
@@ -373,10 +380,8 @@ func (b *Bus) startInterest() error {
 
 // interestBarrier waits until every other live node that takes part in
 // the protocol confirmed this node's announcements up to its last new
-// tenant (the subscription barrier's half for live routes). Live nodes it
-// has never heard from are not waited for: older versions, which publish
-// everything anyway (a node sends its first snapshot as it starts, before
-// it can know of this one, so a current node is heard from first).
+// tenant (the subscription barrier's half for live routes); see current
+// for which nodes it waits for.
 func (b *Bus) interestBarrier(ctx context.Context) {
 	epoch, seq, onSeq, speakers := b.interest.current()
 	if onSeq <= b.interestSynced.Load() {
