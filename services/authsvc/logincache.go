@@ -57,7 +57,22 @@ type loginCache struct {
 	entries     map[loginKey]*loginEntry
 	bySlug      map[string]map[loginKey]struct{} // tenant slug → its entries
 	slugByID    map[string]string                // tenant ID → slug, for tenants with entries
+	// byCred shares one answer among the entries of one credential (a
+	// credential presented under many host names — any Host header a
+	// WebSocket client likes — must not cost a copy of its rules each);
+	// rules counts the rules of the shared answers, at most maxCachedRules.
+	byCred map[string]*sharedReply
+	rules  int
 }
+
+// sharedReply is an answer and how many entries hold it.
+type sharedReply struct {
+	rep  *connectReply
+	refs int
+}
+
+// credKey names a credential across tenants.
+func credKey(rep *connectReply) string { return rep.TenantID + "\x00" + rep.CredentialID }
 
 // loginKey is what a client presents besides its password: the tenant and
 // credential follow from it (see Service.check).
@@ -85,9 +100,14 @@ type loginEntry struct {
 // maxLoginEntries: logins accepted within one TTL; an edge that accepts
 // more than 30,000 distinct logins a second is far beyond what one process
 // does, so the bound is a safety net (about 0.5 KiB an entry).
+//
+// maxCachedRules bounds the rules of all distinct answers held (about
+// 70 bytes each): a fleet of credentials with thousands of rules each is
+// cached only up to it, the rest go to the control plane.
 const (
 	loginTTL        = 3 * time.Second
 	maxLoginEntries = 100_000
+	maxCachedRules  = 1_000_000
 )
 
 func newLoginCache(ttl time.Duration, maxEntries int) *loginCache {
@@ -97,6 +117,7 @@ func newLoginCache(ttl time.Duration, maxEntries int) *loginCache {
 		ttl: ttl, maxEntries: maxEntries, key: key,
 		entries: make(map[loginKey]*loginEntry), bySlug: make(map[string]map[loginKey]struct{}),
 		slugByID: make(map[string]string), invalidated: make(map[string]uint64),
+		byCred: make(map[string]*sharedReply),
 	}
 }
 
@@ -164,6 +185,20 @@ func (lc *loginCache) put(epoch uint64, k loginKey, d *[sha256.Size]byte, rep *c
 			break
 		}
 	}
+	if rep.CredentialID == "" {
+		return
+	}
+	sh := lc.byCred[credKey(rep)]
+	if sh == nil {
+		if lc.rules+len(rep.Rules) > maxCachedRules {
+			return // ask the control plane for this one
+		}
+		sh = &sharedReply{rep: rep}
+		lc.byCred[credKey(rep)] = sh
+		lc.rules += len(rep.Rules)
+	}
+	sh.refs++
+	rep = sh.rep
 	lc.entries[k] = &loginEntry{digest: *d, expires: now.Add(lc.ttl), rep: rep}
 	set := lc.bySlug[rep.Tenant]
 	if set == nil {
@@ -174,9 +209,21 @@ func (lc *loginCache) put(epoch uint64, k loginKey, d *[sha256.Size]byte, rep *c
 	lc.slugByID[rep.TenantID] = rep.Tenant
 }
 
+// unshare drops e's hold on its shared answer; lc.mu is held.
+func (lc *loginCache) unshare(e *loginEntry) {
+	ck := credKey(e.rep)
+	if sh := lc.byCred[ck]; sh != nil && sh.rep == e.rep {
+		if sh.refs--; sh.refs <= 0 {
+			delete(lc.byCred, ck)
+			lc.rules -= len(sh.rep.Rules)
+		}
+	}
+}
+
 // remove deletes entry e of k; lc.mu is held.
 func (lc *loginCache) remove(k loginKey, e *loginEntry) {
 	delete(lc.entries, k)
+	lc.unshare(e)
 	slug := e.rep.Tenant
 	if set := lc.bySlug[slug]; set != nil {
 		delete(set, k)
@@ -226,6 +273,7 @@ func (lc *loginCache) dropSlug(slug string) {
 	for k := range lc.bySlug[slug] {
 		if e := lc.entries[k]; e != nil {
 			delete(lc.entries, k)
+			lc.unshare(e)
 			delete(lc.slugByID, e.rep.TenantID)
 		}
 	}
@@ -243,6 +291,8 @@ func (lc *loginCache) flush() {
 	clear(lc.entries)
 	clear(lc.bySlug)
 	clear(lc.slugByID)
+	clear(lc.byCred)
+	lc.rules = 0
 }
 
 // sweep drops expired entries (their memory; get ignores them anyway).

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -193,6 +195,42 @@ func TestLoginCacheBound(t *testing.T) {
 			t.Fatalf("%d entries, bound 3", lc.len())
 		}
 		consistent(t, lc)
+	}
+}
+
+// One credential presented under many host names (any Host header a
+// WebSocket client likes) holds one copy of its answer, not one per name;
+// the rules of all answers held are bounded (review: 1,500 logins with
+// distinct Host headers once pinned 74 KiB each).
+func TestLoginCacheSharesAnswers(t *testing.T) {
+	lc := newLoginCache(time.Minute, 100_000)
+	now := time.Now()
+	d := lc.digest([]byte("secret"))
+	rules := make([]auth.Rule, 1000)
+	for i := range 1500 {
+		rep := okReply("acme", "id-acme", "dev")
+		rep.Rules = slices.Clone(rules)
+		lc.put(lc.begin(), loginKey{serverName: fmt.Sprintf("h%d.example", i), username: "dev@acme"}, &d, rep, now)
+	}
+	if lc.len() != 1500 || len(lc.byCred) != 1 || lc.rules != 1000 {
+		t.Fatalf("%d entries, %d answers, %d rules held; want 1500, 1, 1000", lc.len(), len(lc.byCred), lc.rules)
+	}
+	consistent(t, lc)
+	// Distinct credentials are held up to the rules budget.
+	big := make([]auth.Rule, maxCachedRules/2)
+	for i := range 3 {
+		rep := okReply("globex", "id-globex", "dev")
+		rep.CredentialID = fmt.Sprintf("c-%d", i)
+		rep.Rules = big
+		lc.put(lc.begin(), loginKey{username: fmt.Sprintf("u%d@globex", i)}, &d, rep, now)
+	}
+	if lc.rules > maxCachedRules {
+		t.Fatalf("%d rules held, budget %d", lc.rules, maxCachedRules)
+	}
+	lc.invalidateSlug("acme")
+	lc.invalidateSlug("globex")
+	if lc.len() != 0 || len(lc.byCred) != 0 || lc.rules != 0 {
+		t.Fatalf("after invalidation: %d entries, %d answers, %d rules", lc.len(), len(lc.byCred), lc.rules)
 	}
 }
 
