@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,6 +37,11 @@ type ControlConfig struct {
 	SecretKeyFile string
 	// BaseDomain: <slug>.<BaseDomain> host names select the tenant.
 	BaseDomain string
+	// ChangePollInterval is how often the change feed (the audit records
+	// every process writes) is read, for changes made by other processes;
+	// changes made through this one reach the edges at once. Default
+	// 250 ms.
+	ChangePollInterval time.Duration
 	// Logger receives logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -104,6 +110,7 @@ func (c *Control) Admin() *admin.Admin { return c.adm }
 func (c *Control) Serve(ctx context.Context, nc *nats.Conn) error {
 	svc, err := authsvc.NewService(authsvc.ServiceOptions{
 		Conn: nc, Store: c.store, Policies: c.pol, Keyed: c.keyed, BaseDomain: c.cfg.BaseDomain, Logger: c.log,
+		PollInterval: c.cfg.ChangePollInterval,
 	})
 	if err != nil {
 		return err
