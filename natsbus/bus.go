@@ -705,21 +705,37 @@ func (b *Bus) barrier(ctx context.Context, rev uint64) {
 	if want <= 0 {
 		return
 	}
+	got := 0
+	if !b.gather(ctx, subjSync, strconv.AppendUint(nil, rev, 10), func([]byte) bool {
+		got++
+		return got >= want
+	}) {
+		b.log.Warn("not every node confirmed a new subscription in time", "confirmed", got, "nodes", want)
+	}
+}
+
+// gather publishes a request on subject that every node answers and
+// hands each reply to done until done returns true (then gather reports
+// true) or syncTimeout passes, ctx ends or NATS fails (false).
+func (b *Bus) gather(ctx context.Context, subject string, data []byte, done func(reply []byte) bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	inbox := b.nc.NewRespInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
-		return
+		return false
 	}
 	defer sub.Unsubscribe()
-	if err := b.nc.PublishRequest(subjSync, inbox, strconv.AppendUint(nil, rev, 10)); err != nil {
-		return
+	if err := b.nc.PublishRequest(subject, inbox, data); err != nil {
+		return false
 	}
-	for got := 0; got < want; got++ {
-		if _, err := sub.NextMsgWithContext(ctx); err != nil {
-			b.log.Warn("not every node confirmed a new subscription in time", "confirmed", got, "nodes", want)
-			return
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return false
+		}
+		if done(m.Data) {
+			return true
 		}
 	}
 }

@@ -388,24 +388,14 @@ func (b *Bus) interestBarrier(ctx context.Context) {
 		return
 	}
 	if len(speakers) > 0 {
-		ctx, cancel := context.WithTimeout(ctx, syncTimeout)
-		defer cancel()
-		inbox := b.nc.NewRespInbox()
-		sub, err := b.nc.SubscribeSync(inbox)
-		if err != nil {
+		waiting := len(speakers)
+		if !b.gather(ctx, subjInterestSync, fmt.Appendf(nil, "%s %s %d", b.opts.NodeID, epoch, seq), func(node []byte) bool {
+			delete(speakers, string(node))
+			waiting = len(speakers)
+			return waiting == 0
+		}) {
+			b.log.Warn("not every node confirmed a new route in time", "waiting_for", waiting)
 			return
-		}
-		defer sub.Unsubscribe()
-		if err := b.nc.PublishRequest(subjInterestSync, inbox, fmt.Appendf(nil, "%s %s %d", b.opts.NodeID, epoch, seq)); err != nil {
-			return
-		}
-		for len(speakers) > 0 {
-			m, err := sub.NextMsgWithContext(ctx)
-			if err != nil {
-				b.log.Warn("not every node confirmed a new route in time", "waiting_for", len(speakers))
-				return
-			}
-			delete(speakers, string(m.Data))
 		}
 	}
 	for {
