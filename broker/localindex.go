@@ -91,27 +91,26 @@ func (ix *localIndex) remove(tenant string, rt *route) {
 	if root == nil {
 		return
 	}
-	if removeFrom(root, rt.f.Topic, rt) && root.empty() {
+	removeFrom(root, rt.f.Topic, rt)
+	if root.empty() {
 		delete(ix.tenants, tenant)
 	}
 }
 
-// removeFrom removes rt from the subtree of n for filter and reports
-// whether n's child on the way became empty (and was dropped).
-func removeFrom(n *trieNode, filter string, rt *route) bool {
+// removeFrom removes rt from the subtree of n for filter, dropping the
+// child levels it leaves empty.
+func removeFrom(n *trieNode, filter string, rt *route) {
 	level, rest, more := cutLevel(filter)
 	if level == "#" {
 		n.multi = without(n.multi, rt)
-		return true
+		return
 	}
-	var c *trieNode
+	c := n.children[level]
 	if level == "+" {
 		c = n.single
-	} else {
-		c = n.children[level]
 	}
 	if c == nil {
-		return false
+		return
 	}
 	if more {
 		removeFrom(c, rest, rt)
@@ -125,7 +124,6 @@ func removeFrom(n *trieNode, filter string, rt *route) bool {
 			delete(n.children, level)
 		}
 	}
-	return true
 }
 
 func without(rs []*route, rt *route) []*route {

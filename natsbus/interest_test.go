@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/broker"
@@ -100,15 +99,7 @@ func TestInterestView(t *testing.T) {
 // it, other tenants' still do not go out, and when it unsubscribes they
 // stop again.
 func TestInterestSkipsNATS(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startNATS(t)
 	// Edge a: data connection without echo, local delivery on.
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {

@@ -22,6 +22,14 @@ import (
 // started Bus on it.
 func startBus(t testing.TB, node string) (*Bus, *server.Server) {
 	t.Helper()
+	ns := startNATS(t)
+	return newBus(t, ns, node), ns
+}
+
+// startNATS runs a real NATS server with JetStream on a random port until
+// the test ends.
+func startNATS(t testing.TB) *server.Server {
+	t.Helper()
 	ns, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
 		MaxControlLine: 256 << 10,
@@ -34,7 +42,7 @@ func startBus(t testing.TB, node string) (*Bus, *server.Server) {
 		t.Fatal("nats not ready")
 	}
 	t.Cleanup(ns.Shutdown)
-	return newBus(t, ns, node), ns
+	return ns
 }
 
 func newBus(t testing.TB, ns *server.Server, node string) *Bus {

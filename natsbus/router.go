@@ -85,14 +85,22 @@ func (b *Bus) Publish(m *broker.Message, done func(error)) error {
 		done = joinDone(int32(parts), done)
 	}
 
-	// Live: every edge's routes (if any other node wants the tenant).
-	bp := b.getBuf()
-	defer b.putBuf(bp)
-	buf := msgSubject(*bp, m.Tenant, stored, m.Topic)
-	sl := len(buf)
-	buf = appendEnvelope(buf, m, false)
-	*bp = buf
-	if b.interest.needsNATS(m.Tenant) {
+	// Live: every edge's routes (if any other node wants the tenant). The
+	// envelope is also the retained copy's body.
+	var (
+		buf []byte
+		sl  int
+	)
+	live := b.interest.needsNATS(m.Tenant)
+	if live || m.Retain {
+		bp := b.getBuf()
+		defer b.putBuf(bp)
+		buf = msgSubject(*bp, m.Tenant, stored, m.Topic)
+		sl = len(buf)
+		buf = appendEnvelope(buf, m, false)
+		*bp = buf
+	}
+	if live {
 		if err := b.dc.Publish(bytesString(buf[:sl]), buf[sl:]); err != nil {
 			return unavailable(err)
 		}
