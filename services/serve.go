@@ -89,9 +89,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if cc.ChangePollInterval == 0 {
 		// Changes made through this process reach the edge at once; the
 		// feed only carries those of other processes (the CLI on the same
-		// database). Each read is a database query on the core that also
-		// serves MQTT: at 250 ms it was the largest part of the QoS 0 p99
-		// latency at 1,000 msg/s (bench/RESULTS.md).
+		// database). Each look costs an SQLite read (ChangeMark, ~0.2 ms)
+		// on the core that also serves MQTT; the full read at 250 ms was
+		// the largest part of the QoS 0 p99 latency at 1,000 msg/s
+		// (bench/RESULTS.md).
 		cc.ChangePollInterval = time.Second
 	}
 	// One base domain for the host → tenant mapping and the certificates.

@@ -7,6 +7,7 @@ package gormstore
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -52,6 +53,12 @@ type Store struct {
 
 	clockMu sync.Mutex
 	last    time.Time // the latest timestamp now returned
+
+	// markConn is the connection ChangeMark reads SQLite's data_version
+	// on; it never writes, so every commit counts as another's.
+	markMu   sync.Mutex
+	markConn *sql.Conn
+	markGen  uint64 // connections opened for ChangeMark
 
 	closeOnce sync.Once
 	closeErr  error
@@ -183,10 +190,54 @@ func (s *Store) DB() *gorm.DB { return s.db }
 // Dialect returns Postgres or SQLite.
 func (s *Store) Dialect() string { return s.dialect }
 
+// ChangeMark returns a number that differs from the one the previous call
+// returned whenever anything may have been committed to the database in
+// between, by this process or another: a poller skips its query while the
+// mark stands still. ok is false when the database cannot tell cheaply
+// (PostgreSQL): the caller then reads what it needs every time.
+//
+// On SQLite it is PRAGMA data_version, read on a connection of its own
+// that never writes: the value changes whenever any other connection
+// commits (https://sqlite.org/pragma.html#pragma_data_version).
+func (s *Store) ChangeMark(ctx context.Context) (mark uint64, ok bool, err error) {
+	if s.dialect != SQLite {
+		return 0, false, nil
+	}
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	if s.markConn == nil {
+		sqlDB, err := s.db.DB()
+		if err != nil {
+			return 0, false, fmt.Errorf("gormstore: change mark: %w", err)
+		}
+		c, err := sqlDB.Conn(ctx)
+		if err != nil {
+			return 0, false, fmt.Errorf("gormstore: change mark: %w", err)
+		}
+		s.markConn = c
+		s.markGen++
+	}
+	var version uint64
+	if err := s.markConn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version); err != nil {
+		_ = s.markConn.Close()
+		s.markConn = nil
+		return 0, false, fmt.Errorf("gormstore: change mark: %w", err)
+	}
+	// Versions of different connections are not comparable: the
+	// connection's number keeps a new series apart from the old one.
+	return s.markGen<<40 ^ version, true, nil
+}
+
 // Close closes the database connections. It is safe to call more than
 // once; later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.markMu.Lock()
+		if s.markConn != nil {
+			_ = s.markConn.Close()
+			s.markConn = nil
+		}
+		s.markMu.Unlock()
 		sqlDB, err := s.db.DB()
 		if err != nil {
 			s.closeErr = err

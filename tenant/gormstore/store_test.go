@@ -847,3 +847,62 @@ func TestQueryLog(t *testing.T) {
 		t.Errorf("a conflict was logged above Debug:\n%s", out)
 	}
 }
+
+// TestChangeMark: on SQLite the mark stands still while nothing is
+// committed and moves on a commit of this Store or of another process's
+// (a second Store on the same file); PostgreSQL cannot tell.
+func TestChangeMark(t *testing.T) {
+	ctx := context.Background()
+	t.Run(Postgres, func(t *testing.T) {
+		s := openStore(t, Postgres)
+		if _, ok, err := s.ChangeMark(ctx); ok || err != nil {
+			t.Fatalf("ChangeMark on PostgreSQL = ok %v, err %v; want not ok, no error", ok, err)
+		}
+	})
+	t.Run(SQLite, func(t *testing.T) {
+		dsn := newDSN(t, SQLite)
+		s, err := Open(ctx, dsn, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		other, err := Open(ctx, dsn, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		mark := func() uint64 {
+			t.Helper()
+			m, ok, err := s.ChangeMark(ctx)
+			if !ok || err != nil {
+				t.Fatalf("ChangeMark = ok %v, err %v", ok, err)
+			}
+			return m
+		}
+		m0 := mark()
+		if _, err := s.TenantBySlug(ctx, "nope"); !errors.Is(err, tenant.ErrNotFound) {
+			t.Fatalf("TenantBySlug: %v", err)
+		}
+		if m := mark(); m != m0 {
+			t.Fatalf("mark moved on a read: %d → %d", m0, m)
+		}
+		mkTenant(t, s, "mine")
+		m1 := mark()
+		if m1 == m0 {
+			t.Fatal("mark stood still over this store's commit")
+		}
+		if m := mark(); m != m1 {
+			t.Fatalf("mark moved with nothing committed: %d → %d", m1, m)
+		}
+		mkTenant(t, other, "theirs")
+		if m := mark(); m == m1 {
+			t.Fatal("mark stood still over another process's commit")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.ChangeMark(ctx); ok || err == nil {
+			t.Fatalf("ChangeMark after Close = ok %v, err %v; want an error", ok, err)
+		}
+	})
+}

@@ -1,0 +1,137 @@
+package authsvc
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/tenant"
+	"github.com/relaymq/relay/tenant/gormstore"
+)
+
+// countingStore is a real SQLite store that counts change-feed reads.
+type countingStore struct {
+	*gormstore.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) AuditSince(ctx context.Context, since time.Time, limit int) ([]tenant.AuditRecord, error) {
+	c.reads.Add(1)
+	return c.Store.AuditSince(ctx, since, limit)
+}
+
+// TestChangeFeedSkipsIdleReads: on SQLite the change feed is read only
+// after something was committed (ChangeMark), yet a change another process
+// commits still reaches the edges of its tenant, and only of its tenant.
+func TestChangeFeedSkipsIdleReads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+
+	dsn := filepath.Join(t.TempDir(), "relay.db")
+	open := func() *gormstore.Store {
+		st, err := gormstore.Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	store := &countingStore{Store: open()}
+	other := open() // another process on the same database (the CLI)
+	a, b := &tenant.Tenant{Slug: "acme"}, &tenant.Tenant{Slug: "beta"}
+	for _, tn := range []*tenant.Tenant{a, b} {
+		if err := other.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol, err := auth.NewPolicies(ctx, store.DB(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed, err := auth.NewKeyed(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushedA, err := nc.SubscribeSync(SubjectChanged + "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushedB, err := nc.SubscribeSync(SubjectChanged + "beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const poll = 20 * time.Millisecond
+	svc, err := NewService(ServiceOptions{Conn: nc, Store: store, Policies: pol, Keyed: keyed, PollInterval: poll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+
+	// The first look reads (a restart must catch up); then nothing is
+	// committed, so nothing is read for 25 polls.
+	deadline := time.Now().Add(5 * time.Second)
+	for store.reads.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(poll)
+	}
+	start := store.reads.Load()
+	if start == 0 {
+		t.Fatal("the change feed was never read")
+	}
+	time.Sleep(25 * poll)
+	if n := store.reads.Load() - start; n != 0 {
+		t.Fatalf("%d change-feed reads while nothing was committed", n)
+	}
+
+	// Another process suspends acme: the push reaches acme's edges, with
+	// a read of the feed; beta hears nothing.
+	rec := tenant.AuditRecord{TenantID: a.ID, Actor: "cli", Action: "tenant.suspend", Target: "acme"}
+	if err := other.AddAudit(ctx, &rec); err != nil {
+		t.Fatal(err)
+	}
+	m, err := pushedA.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no change pushed to acme's edges: %v", err)
+	}
+	var ch change
+	if err := json.Unmarshal(m.Data, &ch); err != nil || ch.Kind != changeSuspend {
+		t.Fatalf("pushed %s (%v), want a %s change", m.Data, err, changeSuspend)
+	}
+	if store.reads.Load() == start {
+		t.Fatal("a change was pushed without a read of the feed")
+	}
+	if m, err := pushedB.NextMsg(3 * poll); err == nil {
+		t.Fatalf("beta's edges were told of acme's change: %s", m.Data)
+	}
+
+	// Quiet again: no more reads.
+	time.Sleep(5 * poll)
+	after := store.reads.Load()
+	time.Sleep(25 * poll)
+	if n := store.reads.Load() - after; n != 0 {
+		t.Fatalf("%d change-feed reads while nothing was committed after the change", n)
+	}
+}
