@@ -7,6 +7,8 @@
 #
 # Each broker runs alone, pinned to CPU $BROKER_CPU (taskset), the generator
 # ("relay bench") to CPU $GEN_CPU; everything listens on 127.0.0.1 only.
+# Throughput and connection scenarios run broker by broker; latency runs in
+# rounds that take every broker in turn (see below).
 # It prints a markdown table (medians, Relay/peer ratios) and keeps every
 # JSON result under $OUT. Everything it starts is stopped on exit, and every
 # step has a time limit.
@@ -19,6 +21,7 @@
 #
 # Settings (environment):
 #   RUNS=3 DURATION=10s CLIENTS=10 SIZE=64 RATE=1000 (latency msg/s)
+#   LATENCY_RUNS=$RUNS (latency rounds: every broker, in turn, each round)
 #   CONNS=10000 CONCURRENCY=100 HOLD=5s (conn scenario)
 #   SCENARIOS="fanin fanout pairs latency conn" BROKERS="relay mosquitto nats forwarder"
 #   PORT=18830 (brokers use PORT..PORT+3)  BROKER_CPU=0 GEN_CPU=1
@@ -28,6 +31,7 @@
 set -euo pipefail
 
 RUNS=${RUNS:-3}
+LATENCY_RUNS=${LATENCY_RUNS:-$RUNS}
 DURATION=${DURATION:-10s}
 CLIENTS=${CLIENTS:-10}
 SIZE=${SIZE:-64}
@@ -271,7 +275,7 @@ timeout 600 go build -o "$WORK/table" ./bench/compare/table
 	echo "- relay: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), $(go version | cut -d' ' -f3)"
 	case " $BROKERS " in *" mosquitto "*) echo "- mosquitto: $(mosquitto_version) (Debian package; set_tcp_nodelay true, otherwise defaults)" ;; esac
 	case " $BROKERS " in *" nats "*) echo "- nats-server: $("$WORK/natsmqtt" -version) (MQTT, in process, JetStream on disk)" ;; esac
-	echo "- pinning: broker on CPU $BROKER_CPU, generator on CPU $GEN_CPU (taskset); loopback; $SIZE-byte payloads; $CLIENTS clients; $DURATION windows; median of $RUNS"
+	echo "- pinning: broker on CPU $BROKER_CPU, generator on CPU $GEN_CPU (taskset); loopback; $SIZE-byte payloads; $CLIENTS clients; $DURATION windows; median of $RUNS (latency: median of $LATENCY_RUNS rounds, every broker in turn each round)"
 } >"$OUT/machine.md"
 cat "$OUT/machine.md" >&2
 
@@ -291,30 +295,25 @@ printf 'clients\t%s\nconns\t%s\nrate\t%s\nruns\t%s\nduration\t%s\n' \
 # ---------------------------------------------------------------------------
 # runs
 
+for s in $SCENARIOS; do
+	case $s in fanin | fanout | pairs | latency | conn) ;; *) die "unknown scenario '$s'" ;; esac
+done
+has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
 for b in $BROKERS; do
-	throughput=false
-	for s in $SCENARIOS; do
-		case $s in fanin | fanout | pairs | latency) throughput=true ;; conn) ;; *) die "unknown scenario '$s'" ;; esac
-	done
-	if $throughput; then
+	if has fanin || has fanout || has pairs; then
 		start_broker "$b"
 		for s in $SCENARIOS; do
+			case $s in fanin | fanout | pairs) ;; *) continue ;; esac
 			for q in 0 1; do
 				for n in $(seq "$RUNS"); do
-					case $s in
-					fanin | fanout | pairs)
-						bench "$b" "$s-q$q" "$n" "$s" --qos "$q" --clients "$CLIENTS" --size "$SIZE" --duration "$DURATION"
-						;;
-					latency)
-						bench "$b" "$s-q$q" "$n" latency --qos "$q" --rate "$RATE" --size "$SIZE" --duration "$DURATION"
-						;;
-					esac
+					bench "$b" "$s-q$q" "$n" "$s" --qos "$q" --clients "$CLIENTS" --size "$SIZE" --duration "$DURATION"
 				done
 			done
 		done
 		stop_broker
 	fi
-	case " $SCENARIOS " in *" conn "*)
+	if has conn; then
 		# A fresh broker for every run: memory per connection is measured
 		# from its start.
 		for n in $(seq "$RUNS"); do
@@ -323,9 +322,28 @@ for b in $BROKERS; do
 			bench "$b" conn "$n" conn --clients "$CONNS" --concurrency "$CONCURRENCY" --duration "$HOLD" --pid "$BROKER_PID"
 			stop_broker
 		done
-		;;
-	esac
+	fi
 done
+
+# Latency in rounds: each round starts every broker afresh, alone, in turn,
+# so that all of them are measured within the same minute or two rather
+# than tens of minutes apart, after different loads. The p99 at 1,000
+# msg/s moves with the host from run to run: the forwarder against itself,
+# alternating, gave ratios of medians of 3 from 0.79 to 1.41
+# (bench/RESULTS.md). Rounds keep a slow drift from favouring whichever
+# broker happened to run at a quiet time; LATENCY_RUNS=9 narrows the rest.
+if has latency; then
+	for n in $(seq "$LATENCY_RUNS"); do
+		for b in $BROKERS; do
+			start_broker "$b"
+			sleep 2 # let it settle: start-up work is not the tail under test
+			for q in 0 1; do
+				bench "$b" "latency-q$q" "$n" latency --qos "$q" --rate "$RATE" --size "$SIZE" --duration "$DURATION"
+			done
+			stop_broker
+		done
+	done
+fi
 
 # ---------------------------------------------------------------------------
 # table

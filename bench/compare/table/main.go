@@ -131,13 +131,11 @@ func run(dir string, w io.Writer) error {
 		row{title: "RSS per idle connection", key: "conn", metric: rssPerConn, format: kib, lowerBetter: true},
 	)
 
-	// Peers are every broker but Relay (first) and the forwarder.
-	var peers []broker
-	for _, b := range brokers[1:] {
-		if b.key != "forwarder" {
-			peers = append(peers, b)
-		}
-	}
+	// Peers are every broker but Relay (first); the forwarder's column
+	// comes last, with ratios for the latency rows only (the target there
+	// is Relay's p99 against the generator's floor; its throughput is the
+	// generator's ceiling, not a peer's).
+	peers := brokers[1:]
 	head := []string{"scenario"}
 	for _, b := range brokers {
 		head = append(head, b.title)
@@ -176,6 +174,9 @@ func run(dir string, w io.Writer) error {
 		for _, p := range peers {
 			rv, ok1 := vals[brokers[0].key]
 			pv, ok2 := vals[p.key]
+			if p.key == "forwarder" && !strings.HasPrefix(r.key, "latency") {
+				ok2 = false
+			}
 			if !ok1 || !ok2 || pv == 0 {
 				cells = append(cells, "–")
 				continue
