@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,17 @@ type Config struct {
 	// empty. "{i}" in either is replaced by the client's index (0-based),
 	// for per-client credentials.
 	Username, Password string
+	// Credentials, if any, replace Username and Password: client i uses
+	// Credentials[i % len(Credentials)] (ReadCredentials reads a file).
+	Credentials []Credential
+	// Transport is TCP (default), TLS, WS or WSS; ParseURL sets it with
+	// Addr and Path.
+	Transport string
+	// TLS configures TLS and WSS (default: system roots, the address's
+	// host as server name). For WS its ServerName, if set, is the Host.
+	TLS *tls.Config
+	// Path is the WebSocket request path (default /mqtt).
+	Path string
 	// Persistent asks for persistent sessions (Clean Session 0, or Clean
 	// Start 0 with a Session Expiry Interval of one hour in MQTT 5). Default
 	// false: clean sessions.

@@ -182,8 +182,7 @@ func dialIdle(ctx context.Context, cfg *Config, o dialOptions) (*idleConn, error
 	deadline := time.Now().Add(cfg.ConnectTimeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	d := net.Dialer{KeepAlive: -1} // MQTT has its own keep-alive; fewer system calls per connect
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	conn, err := dialBroker(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

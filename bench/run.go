@@ -296,12 +296,17 @@ func (r *run) setup(ctx context.Context) error {
 // dialOptions returns the CONNECT fields of client i of a role ("s" or
 // "p"); n is its index among all clients, for "{i}" in credentials.
 func (r *run) dialOptions(role string, i, n int) dialOptions {
-	return dialOptions{
+	o := dialOptions{
 		clientID:   fmt.Sprintf("bench-%s-%s%d", r.runID, role, i),
 		username:   credential(r.cfg.Username, n),
 		password:   credential(r.cfg.Password, n),
 		persistent: r.cfg.Persistent,
 	}
+	if cs := r.cfg.Credentials; len(cs) > 0 {
+		c := cs[n%len(cs)]
+		o.username, o.password = c.Username, c.Password
+	}
+	return o
 }
 
 // startReaders starts the reader goroutine of every connected subscriber

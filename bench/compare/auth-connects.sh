@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# auth-connects.sh — connects/s of `relay serve` for 10,000 clients, anonymous
-# and authenticated (one credential shared by every client, as devices of one
-# app), best of RUNS, each run on a fresh server pinned to CPU $BROKER_CPU with
-# the generator on CPU $GEN_CPU. Loopback only; everything stops on exit.
+# auth-connects.sh — connects/s of `relay serve` for 10,000 clients, best of
+# RUNS, each run on a fresh server pinned to CPU $BROKER_CPU with the
+# generator on CPU $GEN_CPU, in three modes:
+#   anonymous      no credentials
+#   authenticated  one credential shared by every client (devices of one app)
+#   distinct       a credential of its own for every client (CLIENTS of them,
+#                  `relay credential create --count`): no login is answered
+#                  from the edge's cache, each asks the control plane
+# Loopback only; everything stops on exit.
 #
 #   bench/compare/auth-connects.sh            # RUNS=3 CLIENTS=10000 CONCURRENCY=100
 #   RELAY=/path/to/relay bench/compare/auth-connects.sh
@@ -32,7 +37,8 @@ D=$WORK/data
 "$RELAY" credential create --data-dir "$D" --tenant acme --app devices --json >"$WORK/cred.json"
 USER=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['username'])" "$WORK/cred.json")
 PASS=$(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d.get('password') or d.get('secret'))" "$WORK/cred.json")
-for mode in anonymous authenticated; do
+"$RELAY" credential create --data-dir "$D" --tenant acme --app devices --count "$CLIENTS" --json >"$WORK/creds.jsonl"
+for mode in ${MODES:-anonymous authenticated distinct}; do
 	best=0
 	for n in $(seq "$RUNS"); do
 		taskset -c "$BROKER_CPU" "$RELAY" serve --data-dir "$D" --allow-anonymous --mqtt-addr "127.0.0.1:$PORT" \
@@ -41,7 +47,10 @@ for mode in anonymous authenticated; do
 		for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 		sleep 1
 		args=()
-		[ "$mode" = authenticated ] && args=(--username "$USER" --password "$PASS")
+		case $mode in
+		authenticated) args=(--username "$USER" --password "$PASS") ;;
+		distinct) args=(--credentials "$WORK/creds.jsonl") ;;
+		esac
 		timeout 300 taskset -c "$GEN_CPU" "$RELAY" bench conn --addr "127.0.0.1:$PORT" -n "$CLIENTS" \
 			--concurrency "$CONCURRENCY" --duration 2s --quiet --json "${args[@]}" >"$WORK/$mode.$n.json" || true
 		rate=$(python3 -c "import json,sys

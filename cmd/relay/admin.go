@@ -133,6 +133,40 @@ func runAdmin(ctx context.Context, noun string, args []string, stdout, stderr io
 
 const actorCLI = "cli"
 
+// maxBulkCredentials bounds `relay credential create --count`.
+const maxBulkCredentials = 100_000
+
+// createCredentials creates n credentials of the app and prints each as
+// it is made (the passwords are shown once): "username password" lines,
+// or JSON lines, the format `relay bench --credentials` reads. A generated
+// username that is taken (a 32-bit suffix) is drawn again.
+func createCredentials(ctx context.Context, c *services.Control, slug, app, pattern string, n int, out io.Writer, asJSON bool) error {
+	bw := bufio.NewWriter(out)
+	defer bw.Flush()
+	enc := json.NewEncoder(bw)
+	for i := 0; i < n; i++ {
+		var cr *admin.NewCredential
+		var err error
+		for try := 0; try < 5; try++ {
+			if cr, err = c.Admin().CreateCredential(ctx, actorCLI, slug, app, pattern); !errors.Is(err, tenant.ErrConflict) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("credential %d of %d: %w", i+1, n, err)
+		}
+		if asJSON {
+			err = enc.Encode(cr)
+		} else {
+			_, err = fmt.Fprintf(bw, "%s %s\n", cr.Username, cr.Password)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func printJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
@@ -244,12 +278,19 @@ var adminCommands = map[string]map[string]adminCommand{
 			}},
 	},
 	"credential": {
-		"create": {usage: "--tenant SLUG --app NAME [--client-id-pattern P]", help: "create an MQTT credential; the password is shown once", nargs: 0,
+		"create": {usage: "--tenant SLUG --app NAME [--client-id-pattern P] [--count N]", help: "create an MQTT credential (--count: N of them, one per device); the password is shown once", nargs: 0,
 			flags: func(fs *flag.FlagSet) func(context.Context, *services.Control, []string, io.Writer, bool) error {
 				slug := fs.String("tenant", "", "tenant slug")
 				app := fs.String("app", "", "app name")
 				pattern := fs.String("client-id-pattern", "", "restrict client IDs: a filter where '-' separates levels and %u is the username, e.g. \"%u-+\"")
+				count := fs.Int("count", 1, "how many credentials to create (1 to 100000); more than one prints one per line: \"username password\", or with --json one JSON object per line")
 				return func(ctx context.Context, c *services.Control, _ []string, out io.Writer, asJSON bool) error {
+					if *count < 1 || *count > maxBulkCredentials {
+						return fmt.Errorf("%w: --count %d: want 1 to %d", tenant.ErrInvalid, *count, maxBulkCredentials)
+					}
+					if *count > 1 {
+						return createCredentials(ctx, c, *slug, *app, *pattern, *count, out, asJSON)
+					}
 					cr, err := c.Admin().CreateCredential(ctx, actorCLI, *slug, *app, *pattern)
 					if err != nil {
 						return err

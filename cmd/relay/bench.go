@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -41,6 +40,8 @@ Examples:
   relay bench latency --qos 1 --rate 1000 --json
   relay bench conn --clients 10000 --concurrency 200 --pid "$(pgrep -n mosquitto)"
   relay bench pairs --forwarder            # the generator's ceiling, in one process
+  relay bench pairs --url wss://acme.relay.example.com/mqtt --ca ca.pem --credentials creds.jsonl
+  relay bench conn -n 10000 --credentials creds.jsonl   # creds: relay credential create --count 10000 --json
 
 Run "relay bench <scenario> --help" for the flags.
 `
@@ -76,7 +77,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("bench "+name, "Run the "+name+" scenario against an MQTT broker (see \"relay bench help\").\n-n is short for --clients.")
 	cfg := bench.Config{Scenario: scenario}
 	addr := fs.String("addr", "127.0.0.1:1883", "broker address, host:port")
-	rawURL := fs.String("url", "", "broker URL, mqtt://host:port or tcp://host:port (overrides --addr)")
+	rawURL := fs.String("url", "", "broker URL (overrides --addr): mqtt:// or tcp:// (port 1883), mqtts://, ssl:// or tls:// (8883), ws:// (8083), wss:// (8084); WebSocket path default /mqtt")
+	caFile := fs.String("ca", "", "TLS: PEM file of the CA that signed the broker's certificate (default: the system's roots)")
+	insecure := fs.Bool("insecure", false, "TLS: do not verify the broker's certificate")
+	serverName := fs.String("server-name", "", "TLS server name (SNI) and WebSocket Host, e.g. acme.relay.example.com (default: the URL's host)")
+	credFile := fs.String("credentials", "", "file of per-client credentials, one \"username password\" or JSON object per line (relay credential create --count N --json); client i uses line i mod N")
 	qos := fs.Uint("qos", 0, "QoS of every publish and subscription: 0, 1 or 2")
 	fs.IntVar(&cfg.Size, "size", 64, "payload size in bytes (at least 16)")
 	fs.IntVar(&cfg.Clients, "clients", 0, "publishers (fanin), subscribers (fanout), pairs (pairs, latency) or connections (conn); default 10, latency 1, conn 1000")
@@ -105,14 +110,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	cfg.Addr = *addr
-	if *rawURL != "" {
-		u, err := url.Parse(*rawURL)
-		if err != nil || u.Host == "" || (u.Scheme != "mqtt" && u.Scheme != "tcp") {
-			return fail(2, "--url %q: want mqtt://host:port or tcp://host:port (TLS and WebSocket are not supported yet)", *rawURL)
+	if *caFile != "" || *insecure || *serverName != "" {
+		tc, err := bench.TLSConfig(*caFile, *insecure, *serverName)
+		if err != nil {
+			return fail(2, "TLS settings: %v", err)
 		}
-		cfg.Addr = u.Host
-		if u.Port() == "" {
-			cfg.Addr += ":1883"
+		cfg.TLS = tc
+	}
+	if *rawURL != "" {
+		if err := bench.ParseURL(&cfg, *rawURL); err != nil {
+			return fail(2, "--url: %v", err)
+		}
+	} else if cfg.TLS != nil {
+		return fail(2, "--ca, --insecure and --server-name need a --url with mqtts://, wss:// or ws://")
+	}
+	if *credFile != "" {
+		f, err := os.Open(*credFile)
+		if err != nil {
+			return fail(2, "--credentials: %v", err)
+		}
+		cfg.Credentials, err = bench.ReadCredentials(f)
+		f.Close()
+		if err != nil {
+			return fail(2, "--credentials %s: %v", *credFile, err)
 		}
 	}
 	if *qos > 2 {
@@ -143,7 +163,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(1, "%v", err)
 		}
 		defer f.Close()
-		cfg.Addr = f.Addr().String()
+		cfg.Addr, cfg.Transport, cfg.TLS = f.Addr().String(), bench.TCP, nil // it speaks plain TCP
 		fmt.Fprintf(stderr, "forwarder listening on %s (in process)\n", cfg.Addr)
 	}
 	if *cpuProfile != "" {
