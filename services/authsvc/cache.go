@@ -68,8 +68,13 @@ type snapshot struct {
 // (tenant.ErrNotFound for an unknown tenant or username).
 func (lc *lookupCache) load(ctx context.Context, store tenant.Store, slug, user string, fresh bool) (snapshot, error) {
 	now := time.Now()
+	// A credential not cached yet (a fleet of devices with a credential
+	// each, reconnecting) still takes its tenant and app from the cache:
+	// one query per new credential instead of three.
+	var t *tenant.Tenant
+	lc.mu.Lock()
+	epoch := lc.epoch
 	if !fresh {
-		lc.mu.Lock()
 		if e := lc.bySlug[slug]; e != nil && now.Before(e.expires) {
 			if c := e.creds[user]; c != nil {
 				if app := e.apps[c.AppID]; app != nil {
@@ -77,26 +82,36 @@ func (lc *lookupCache) load(ctx context.Context, store tenant.Store, slug, user 
 					return snapshot{t: e.t, c: c, app: app, cached: true}, nil
 				}
 			}
+			t = e.t
 		}
-		lc.mu.Unlock()
 	}
-	lc.mu.Lock()
-	epoch := lc.epoch
 	lc.mu.Unlock()
-	t, err := store.TenantBySlug(ctx, slug)
-	if err != nil {
-		return snapshot{}, err
+	cached := t != nil
+	if t == nil {
+		var err error
+		if t, err = store.TenantBySlug(ctx, slug); err != nil {
+			return snapshot{}, err
+		}
 	}
 	c, err := store.CredentialByUsername(ctx, t.ID, user)
 	if err != nil {
-		return snapshot{t: t}, err
+		return snapshot{t: t, cached: cached}, err
 	}
-	app, err := store.AppByID(ctx, t.ID, c.AppID)
-	if err != nil {
-		return snapshot{t: t, c: c}, err
+	var app *tenant.App
+	if !fresh {
+		lc.mu.Lock()
+		if e := lc.bySlug[slug]; e != nil && e.t == t && now.Before(e.expires) {
+			app = e.apps[c.AppID]
+		}
+		lc.mu.Unlock()
+	}
+	if app != nil {
+		cached = true
+	} else if app, err = store.AppByID(ctx, t.ID, c.AppID); err != nil {
+		return snapshot{t: t, c: c, cached: cached}, err
 	}
 	lc.store(epoch, now, t, c, app)
-	return snapshot{t: t, c: c, app: app}, nil
+	return snapshot{t: t, c: c, app: app, cached: cached}, nil
 }
 
 // store caches rows read under epoch, unless an invalidation came since.

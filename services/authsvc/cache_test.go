@@ -1,10 +1,14 @@
 package authsvc
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/relaymq/relay/tenant"
+	"github.com/relaymq/relay/tenant/gormstore"
 )
 
 // TestLookupCacheAccounting: the entry count matches what the maps hold
@@ -38,4 +42,67 @@ func TestLookupCacheAccounting(t *testing.T) {
 	if count() != 0 {
 		t.Fatal("a fill read before the invalidation was stored")
 	}
+}
+
+// TestLookupCacheNewCredentialOneQuery: on SQLite, a credential not cached
+// yet in a tenant that is costs one query (its row), not three; a fresh
+// load reads everything; a username of another tenant never resolves to
+// this one's rows; an invalidation starts the tenant over.
+func TestLookupCacheNewCredentialOneQuery(t *testing.T) {
+	ctx := context.Background()
+	st, err := gormstore.Open(ctx, filepath.Join(t.TempDir(), "relay.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	store := &countingStore{Store: st}
+	mk := func(slug string, users ...string) *tenant.Tenant {
+		tn := &tenant.Tenant{Slug: slug}
+		if err := st.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		app := &tenant.App{TenantID: tn.ID, Name: "devices"}
+		if err := st.CreateApp(ctx, app); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			c := &tenant.Credential{TenantID: tn.ID, AppID: app.ID, Username: u, HashScheme: tenant.SchemeKeyed, SecretHash: []byte(slug + u)}
+			if err := st.CreateCredential(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tn
+	}
+	acme := mk("acme", "u1", "u2", "u3")
+	beta := mk("beta", "u1", "only-beta")
+	lc := newLookupCache(time.Minute, 1000)
+	load := func(slug, user string, fresh bool, wantQueries int64, wantCached bool) snapshot {
+		t.Helper()
+		before := store.lookups.Load()
+		snap, err := lc.load(ctx, store, slug, user, fresh)
+		if err != nil {
+			t.Fatalf("load(%s, %s): %v", slug, user, err)
+		}
+		if n := store.lookups.Load() - before; n != wantQueries || snap.cached != wantCached {
+			t.Errorf("load(%s, %s, fresh %v): %d queries, cached %v; want %d, %v", slug, user, fresh, n, snap.cached, wantQueries, wantCached)
+		}
+		if snap.t.Slug != slug || snap.c.TenantID != snap.t.ID || snap.c.Username != user || snap.app.TenantID != snap.t.ID {
+			t.Errorf("load(%s, %s) = tenant %s, credential %s of %s, app of %s", slug, user, snap.t.Slug, snap.c.Username, snap.c.TenantID, snap.app.TenantID)
+		}
+		return snap
+	}
+	load("acme", "u1", false, 3, false) // cold: tenant, credential, app
+	load("acme", "u2", false, 1, true)  // warm tenant: the credential only
+	load("acme", "u2", false, 0, true)  // all cached
+	load("acme", "u3", true, 3, false)  // fresh: everything again
+	if s := load("beta", "u1", false, 3, false); s.t.ID != beta.ID {
+		t.Errorf("beta's u1 resolved to tenant %s", s.t.ID)
+	}
+	load("beta", "u1", false, 0, true)
+	if _, err := lc.load(ctx, store, "acme", "only-beta", false); !errors.Is(err, tenant.ErrNotFound) {
+		t.Errorf("acme/only-beta: err = %v, want ErrNotFound", err)
+	}
+	lc.invalidate(acme.ID)
+	load("acme", "u2", false, 3, false)
+	load("beta", "only-beta", false, 1, true) // beta untouched by acme's invalidation
 }

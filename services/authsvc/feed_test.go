@@ -3,6 +3,7 @@ package authsvc
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -16,15 +17,32 @@ import (
 	"github.com/relaymq/relay/tenant/gormstore"
 )
 
-// countingStore is a real SQLite store that counts change-feed reads.
+// countingStore is a real SQLite store that counts change-feed reads
+// and the row lookups of CONNECT checks.
 type countingStore struct {
 	*gormstore.Store
-	reads atomic.Int64
+	reads   atomic.Int64
+	lookups atomic.Int64
 }
 
 func (c *countingStore) AuditSince(ctx context.Context, since time.Time, limit int) ([]tenant.AuditRecord, error) {
 	c.reads.Add(1)
 	return c.Store.AuditSince(ctx, since, limit)
+}
+
+func (c *countingStore) TenantBySlug(ctx context.Context, slug string) (*tenant.Tenant, error) {
+	c.lookups.Add(1)
+	return c.Store.TenantBySlug(ctx, slug)
+}
+
+func (c *countingStore) CredentialByUsername(ctx context.Context, tenantID, username string) (*tenant.Credential, error) {
+	c.lookups.Add(1)
+	return c.Store.CredentialByUsername(ctx, tenantID, username)
+}
+
+func (c *countingStore) AppByID(ctx context.Context, tenantID, id string) (*tenant.App, error) {
+	c.lookups.Add(1)
+	return c.Store.AppByID(ctx, tenantID, id)
 }
 
 // TestChangeFeedSkipsIdleReads: on SQLite the change feed is read only
@@ -126,6 +144,32 @@ func TestChangeFeedSkipsIdleReads(t *testing.T) {
 	if m, err := pushedB.NextMsg(3 * poll); err == nil {
 		t.Fatalf("beta's edges were told of acme's change: %s", m.Data)
 	}
+
+	// A bulk change (the CLI creating 100 credentials) reaches the edges
+	// as a few flushes, not 100.
+	for i := 0; i < 100; i++ {
+		rec := tenant.AuditRecord{TenantID: a.ID, Actor: "cli", Action: "credential.create", Target: fmt.Sprintf("dev%d", i)}
+		if err := other.AddAudit(ctx, &rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pushes, records := 0, 0
+	for records < 100 {
+		m, err := pushedA.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("pushes for %d of 100 records: %v", records, err)
+		}
+		var ch change
+		if err := json.Unmarshal(m.Data, &ch); err != nil {
+			t.Fatal(err)
+		}
+		pushes++
+		records += ch.Records
+	}
+	if records != 100 || pushes > 50 {
+		t.Errorf("100 credentials created: %d pushes for %d records, want at most 50 pushes (one per tenant and poll) for 100", pushes, records)
+	}
+	t.Logf("100 credentials created: %d pushes", pushes)
 
 	// Quiet again: no more reads.
 	time.Sleep(5 * poll)

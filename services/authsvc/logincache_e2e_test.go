@@ -7,6 +7,7 @@ package authsvc_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -99,15 +100,24 @@ func startRelay(t testing.TB) *relayEnv {
 // settle waits until the edges have been told of every change the helpers
 // made to the tenant: each audit record is pushed twice, at once by the
 // Service of the process that made it (Service.Invalidate) and again by
-// the change feed a poll later. A push drops the tenant's cached logins,
-// so a test that counts cache hits must not race the feed's pushes.
+// the change feed a poll later — where one push stands for all the
+// records of a kind read at once (its "records" field). A push drops the
+// tenant's cached logins, so a test that counts cache hits must not race
+// the feed's pushes.
 func (e *relayEnv) settle(t testing.TB, slug string) {
 	t.Helper()
 	for e.seen[slug] < 2*e.records[slug] {
-		if _, err := e.pushed[slug].NextMsg(waitTimeout); err != nil {
+		m, err := e.pushed[slug].NextMsg(waitTimeout)
+		if err != nil {
 			t.Fatalf("waiting for the changes of %s to be pushed (%d of %d seen): %v", slug, e.seen[slug], 2*e.records[slug], err)
 		}
-		e.seen[slug]++
+		var ch struct {
+			Records int `json:"records"`
+		}
+		if err := json.Unmarshal(m.Data, &ch); err != nil {
+			t.Fatalf("push %q: %v", m.Data, err)
+		}
+		e.seen[slug] += max(ch.Records, 1)
 	}
 }
 

@@ -512,6 +512,13 @@ func (s *Service) pushChanges() {
 				delete(seen, id)
 			}
 		}
+		// One push per (tenant, kind, user) per read: a bulk change
+		// (10,000 credentials created by the CLI) costs the edges one
+		// flush, not 10,000.
+		type push struct{ tenantID, kind, user string }
+		var order []push
+		count := map[push]int{}
+		first := map[push]tenant.AuditRecord{}
 		for _, r := range recs {
 			if _, ok := seen[r.ID]; ok {
 				continue
@@ -520,35 +527,51 @@ func (s *Service) pushChanges() {
 				latest = r.At
 			}
 			seen[r.ID] = r.At
-			// Before anything is pushed: a client that reconnects
-			// because of the change must be checked on fresh rows.
-			s.cache.invalidate(r.TenantID)
 			kind, user := classify(r.Action)
 			if kind == "" {
 				// Edges still drop what they cached of the tenant
 				// (a setting such as client_cert_auth changed).
 				kind = changeFlush
 			}
-			if kind == changeRules && !reloaded {
+			if kind == changeRevoke {
+				user = r.Target
+			}
+			p := push{r.TenantID, kind, user}
+			if count[p] == 0 {
+				order = append(order, p)
+				first[p] = r
+			}
+			count[p]++
+		}
+		slugs := map[string]string{}
+		for _, p := range order {
+			slug, ok := slugs[p.tenantID]
+			if !ok {
+				// Before anything is pushed: a client that reconnects
+				// because of the change must be checked on fresh rows.
+				s.cache.invalidate(p.tenantID)
+				var err error
+				if slug, err = s.slugOf(ctx, p.tenantID); err != nil {
+					s.log.Warn("change for unknown tenant", "tenant_id", p.tenantID, "err", err)
+				}
+				slugs[p.tenantID] = slug
+			}
+			if slug == "" {
+				continue
+			}
+			if p.kind == changeRules && !reloaded {
 				// Another process may have changed the policies.
 				if err := s.opts.Policies.Reload(ctx); err != nil {
 					s.log.Warn("reloading policies", "err", err)
 				}
 				reloaded = true
 			}
-			if kind == changeRevoke {
-				user = r.Target
-			}
-			slug, err := s.slugOf(ctx, r.TenantID)
-			if err != nil {
-				s.log.Warn("change for unknown tenant", "tenant_id", r.TenantID, "err", err)
-				continue
-			}
-			data, _ := json.Marshal(&change{Kind: kind, Username: user})
+			data, _ := json.Marshal(&change{Kind: p.kind, Username: p.user, Records: count[p]})
 			if err := s.opts.Conn.Publish(SubjectChanged+slug, data); err != nil {
 				s.log.Warn("pushing change", "err", err)
 			}
-			s.log.Info("change pushed to edges", "tenant", slug, "action", r.Action, "target", r.Target)
+			r := first[p]
+			s.log.Info("change pushed to edges", "tenant", slug, "action", r.Action, "target", r.Target, "records", count[p])
 		}
 		cancel()
 	}

@@ -97,4 +97,8 @@ const (
 type change struct {
 	Kind     string `json:"kind"`
 	Username string `json:"username,omitempty"`
+	// Records is how many audit records of the change feed this push
+	// stands for (one per tenant, kind and user per read of the feed);
+	// absent on the immediate push of Service.Invalidate. Edges ignore it.
+	Records int `json:"records,omitempty"`
 }
