@@ -201,18 +201,27 @@ func (c *wsStream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Close sends a close frame (gorilla allows WriteControl alongside a
+// writer, so a Write blocked on a broker that stopped reading does not
+// hold it up) and closes the connection.
 func (c *wsStream) Close() error {
-	c.wmu.Lock()
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	c.wmu.Unlock()
 	return c.ws.Close()
 }
 
-func (c *wsStream) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
-func (c *wsStream) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
-func (c *wsStream) SetDeadline(t time.Time) error      { return c.ws.NetConn().SetDeadline(t) }
-func (c *wsStream) SetReadDeadline(t time.Time) error  { return c.ws.NetConn().SetReadDeadline(t) }
-func (c *wsStream) SetWriteDeadline(t time.Time) error { return c.ws.NetConn().SetWriteDeadline(t) }
+func (c *wsStream) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
+func (c *wsStream) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+// Deadlines go through gorilla, which sets its own write deadline on the
+// connection at every frame.
+func (c *wsStream) SetDeadline(t time.Time) error {
+	if err := c.ws.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.ws.SetWriteDeadline(t)
+}
+func (c *wsStream) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsStream) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // ReadCredentials reads per-client credentials, one per line: either
 // "username password" or a JSON object with "username" and "password" (what

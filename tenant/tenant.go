@@ -204,6 +204,10 @@ type Store interface {
 	// ListCredentials returns the tenant's credentials (of one app if appID
 	// is not empty), by username.
 	ListCredentials(ctx context.Context, tenantID, appID string) ([]Credential, error)
+	// CredentialsAfter returns at most limit of the tenant's credentials
+	// with usernames after after ("" from the first), by username: a page
+	// of a tenant that may hold very many. ErrInvalid if limit < 1.
+	CredentialsAfter(ctx context.Context, tenantID, after string, limit int) ([]Credential, error)
 	// RevokeCredential marks the credential revoked. ErrNotFound.
 	RevokeCredential(ctx context.Context, tenantID, username string) error
 

@@ -37,8 +37,15 @@ D=$WORK/data
 "$RELAY" credential create --data-dir "$D" --tenant acme --app devices --json >"$WORK/cred.json"
 USER=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['username'])" "$WORK/cred.json")
 PASS=$(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d.get('password') or d.get('secret'))" "$WORK/cred.json")
-"$RELAY" credential create --data-dir "$D" --tenant acme --app devices --count "$CLIENTS" --json >"$WORK/creds.jsonl"
-for mode in ${MODES:-anonymous authenticated distinct}; do
+MODES=${MODES:-anonymous authenticated distinct}
+case " $MODES " in *" distinct "*)
+	"$RELAY" credential create --data-dir "$D" --tenant acme --app devices --count "$CLIENTS" --json >"$WORK/creds.jsonl"
+	# A server started within a minute of these re-reads their audit
+	# records at start: let that minute pass before the first run.
+	sleep 61
+	;;
+esac
+for mode in $MODES; do
 	best=0
 	for n in $(seq "$RUNS"); do
 		taskset -c "$BROKER_CPU" "$RELAY" serve --data-dir "$D" --allow-anonymous --mqtt-addr "127.0.0.1:$PORT" \

@@ -121,6 +121,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := bench.ParseURL(&cfg, *rawURL); err != nil {
 			return fail(2, "--url: %v", err)
 		}
+		if cfg.Transport == bench.TCP && cfg.TLS != nil {
+			return fail(2, "--ca, --insecure and --server-name need a --url with mqtts://, wss:// or ws://")
+		}
 	} else if cfg.TLS != nil {
 		return fail(2, "--ca, --insecure and --server-name need a --url with mqtts://, wss:// or ws://")
 	}

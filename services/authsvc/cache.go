@@ -2,6 +2,7 @@ package authsvc
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,8 +19,11 @@ import (
 // rows is decided again on fresh ones (check). So a new secret, a resumed
 // tenant or a new credential work at once; what can still succeed from the
 // cache, for at most one feed poll, is a secret that was just rotated or
-// revoked — and those clients are then disconnected by the pushed change,
-// as clients connected before the change are. TTL bounds the life of an
+// revoked (cached, or preloaded), and any credential of a tenant that was
+// just suspended or had a setting turned off (the tenant row is cached and
+// serves credentials read later too) — and those clients are then
+// disconnected by the pushed change, as clients connected before the
+// change are. TTL bounds the life of an
 // entry whatever the feed does: the feed reads audit records by their
 // writers' clocks with a few seconds of overlap, so a record from a process
 // whose clock is further behind is never read — then only the TTL ends a
@@ -27,6 +31,8 @@ import (
 type lookupCache struct {
 	ttl        time.Duration
 	maxEntries int
+	// preloadAfter and preloadMax: see the constants.
+	preloadAfter, preloadMax int
 
 	mu sync.Mutex
 	// epoch is bumped by every invalidation; a fill that read the
@@ -44,11 +50,31 @@ type tenantEntry struct {
 	expires time.Time
 	creds   map[string]*tenant.Credential // by username
 	apps    map[string]*tenant.App        // by ID
+
+	// misses counts existing credentials read one by one into the entry
+	// (unknown usernames do not count); at
+	// preloadAfter the tenant's credentials are read all at once
+	// (preload), and then complete says creds holds every one of them as
+	// of that read. loading: a preload is under way; tooBig: the tenant
+	// has more than preloadMax credentials (or the cache has no room).
+	misses   int
+	complete bool
+	loading  bool
+	tooBig   bool
 }
+
+// A reconnect storm of a fleet whose devices have a credential each would
+// cost a query per device: after preloadAfter of them in one tenant entry,
+// the tenant's credentials (at most preloadMax) and apps are read in one
+// go, and the rest of the storm is answered from memory.
+const (
+	preloadAfter = 32
+	preloadMax   = 50_000
+)
 
 func newLookupCache(ttl time.Duration, maxEntries int) *lookupCache {
 	return &lookupCache{
-		ttl: ttl, maxEntries: maxEntries,
+		ttl: ttl, maxEntries: maxEntries, preloadAfter: preloadAfter, preloadMax: preloadMax,
 		bySlug: make(map[string]*tenantEntry), byID: make(map[string]*tenantEntry),
 	}
 }
@@ -70,20 +96,16 @@ func (lc *lookupCache) load(ctx context.Context, store tenant.Store, slug, user 
 	now := time.Now()
 	// A credential not cached yet (a fleet of devices with a credential
 	// each, reconnecting) still takes its tenant and app from the cache:
-	// one query per new credential instead of three.
+	// one query per new credential instead of three, and none once the
+	// tenant's credentials were preloaded.
+	if snap, ok, err := lc.cached(ctx, store, slug, user, fresh, now); ok {
+		return snap, err
+	}
 	var t *tenant.Tenant
 	lc.mu.Lock()
 	epoch := lc.epoch
-	if !fresh {
-		if e := lc.bySlug[slug]; e != nil && now.Before(e.expires) {
-			if c := e.creds[user]; c != nil {
-				if app := e.apps[c.AppID]; app != nil {
-					lc.mu.Unlock()
-					return snapshot{t: e.t, c: c, app: app, cached: true}, nil
-				}
-			}
-			t = e.t
-		}
+	if e := lc.bySlug[slug]; !fresh && e != nil && now.Before(e.expires) {
+		t = e.t
 	}
 	lc.mu.Unlock()
 	cached := t != nil
@@ -112,6 +134,93 @@ func (lc *lookupCache) load(ctx context.Context, store tenant.Store, slug, user 
 	}
 	lc.store(epoch, now, t, c, app)
 	return snapshot{t: t, c: c, app: app, cached: cached}, nil
+}
+
+// cached answers load from the tenant's entry when it can: the rows, or
+// tenant.ErrNotFound for a username the tenant's preloaded credentials do
+// not hold (a refusal, which check decides again on fresh rows). It starts
+// the preload of a tenant with preloadAfter misses and answers from it.
+func (lc *lookupCache) cached(ctx context.Context, store tenant.Store, slug, user string, fresh bool, now time.Time) (snapshot, bool, error) {
+	if fresh {
+		return snapshot{}, false, nil
+	}
+	lc.mu.Lock()
+	e := lc.bySlug[slug]
+	if e == nil || !now.Before(e.expires) {
+		lc.mu.Unlock()
+		return snapshot{}, false, nil
+	}
+	snap, ok, err := e.lookup(user)
+	preload := !ok && !e.complete && !e.loading && !e.tooBig && e.misses >= lc.preloadAfter
+	if preload {
+		e.loading = true
+	}
+	lc.mu.Unlock()
+	if !preload {
+		return snap, ok, err
+	}
+	lc.preload(ctx, store, e)
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.bySlug[slug] != e {
+		return snapshot{}, false, nil // invalidated or replaced meanwhile
+	}
+	return e.lookup(user)
+}
+
+// lookup answers from the entry; lc.mu is held. ok is false when the
+// database must be asked.
+func (e *tenantEntry) lookup(user string) (snapshot, bool, error) {
+	c := e.creds[user]
+	if c == nil {
+		if e.complete {
+			return snapshot{t: e.t, cached: true}, true, fmt.Errorf("%w: username %q", tenant.ErrNotFound, user)
+		}
+		return snapshot{}, false, nil
+	}
+	app := e.apps[c.AppID]
+	if app == nil {
+		return snapshot{}, false, nil
+	}
+	return snapshot{t: e.t, c: c, app: app, cached: true}, true, nil
+}
+
+// preload reads every credential and app of e's tenant into e, unless the
+// tenant was invalidated meanwhile or has more than preloadMax credentials.
+func (lc *lookupCache) preload(ctx context.Context, store tenant.Store, e *tenantEntry) {
+	creds, err := store.CredentialsAfter(ctx, e.t.ID, "", lc.preloadMax+1)
+	var apps []tenant.App
+	if err == nil && len(creds) <= lc.preloadMax {
+		apps, err = store.ListApps(ctx, e.t.ID)
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	e.loading = false
+	switch {
+	// An invalidation of this tenant (or the cache starting over)
+	// removes the entry: the rows read may predate it. Changes of other
+	// tenants do not matter here, unlike for store's single rows.
+	case err != nil, lc.bySlug[e.t.Slug] != e, lc.byID[e.t.ID] != e:
+		// Tried again after as many misses again, on fresh rows.
+		e.misses = 0
+		return
+	case len(creds) > lc.preloadMax, lc.entries+len(creds)+len(apps) > lc.maxEntries:
+		e.tooBig = true
+		return
+	}
+	for i := range creds {
+		if _, ok := e.creds[creds[i].Username]; !ok {
+			lc.entries++
+		}
+		e.creds[creds[i].Username] = &creds[i]
+	}
+	for i := range apps {
+		if _, ok := e.apps[apps[i].ID]; !ok {
+			lc.entries++
+		}
+		e.apps[apps[i].ID] = &apps[i]
+	}
+	e.complete = true
 }
 
 // store caches rows read under epoch, unless an invalidation came since.
@@ -144,6 +253,7 @@ func (lc *lookupCache) store(epoch uint64, now time.Time, t *tenant.Tenant, c *t
 	}
 	if _, ok := e.creds[c.Username]; !ok {
 		lc.entries++
+		e.misses++ // a credential that exists, read on its own
 	}
 	e.creds[c.Username] = c
 	if _, ok := e.apps[app.ID]; !ok {

@@ -3,6 +3,7 @@ package authsvc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -105,4 +106,112 @@ func TestLookupCacheNewCredentialOneQuery(t *testing.T) {
 	lc.invalidate(acme.ID)
 	load("acme", "u2", false, 3, false)
 	load("beta", "only-beta", false, 1, true) // beta untouched by acme's invalidation
+}
+
+// TestLookupCachePreload: after preloadAfter credentials read one by one,
+// the tenant's credentials are read at once and the rest of a storm costs
+// no query; a username the tenant does not have is a refusal from memory
+// (which check decides again on fresh rows); another tenant's usernames
+// never resolve; an invalidation starts over; a tenant with more than
+// preloadMax credentials is never read whole.
+func TestLookupCachePreload(t *testing.T) {
+	ctx := context.Background()
+	st, err := gormstore.Open(ctx, filepath.Join(t.TempDir(), "relay.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	store := &countingStore{Store: st}
+	mk := func(slug string, n int) *tenant.Tenant {
+		tn := &tenant.Tenant{Slug: slug}
+		if err := st.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		app := &tenant.App{TenantID: tn.ID, Name: "devices"}
+		if err := st.CreateApp(ctx, app); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			c := &tenant.Credential{TenantID: tn.ID, AppID: app.ID, Username: fmt.Sprintf("%s%03d", slug, i), HashScheme: tenant.SchemeKeyed, SecretHash: []byte{byte(i)}}
+			if err := st.CreateCredential(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tn
+	}
+	acme := mk("acme", 100)
+	mk("beta", 5)
+	lc := newLookupCache(time.Minute, 1000)
+	lc.preloadAfter, lc.preloadMax = 8, 20
+	queries := func(slug, user string, wantErr error) (int64, snapshot) {
+		t.Helper()
+		before := store.lookups.Load()
+		snap, err := lc.load(ctx, store, slug, user, false)
+		if !errors.Is(err, wantErr) {
+			t.Fatalf("load(%s, %s): err = %v, want %v", slug, user, err, wantErr)
+		}
+		if err == nil && (snap.t.Slug != slug || snap.c.Username != user || snap.c.TenantID != snap.t.ID) {
+			t.Fatalf("load(%s, %s) = %s of %s", slug, user, snap.c.Username, snap.t.Slug)
+		}
+		return store.lookups.Load() - before, snap
+	}
+	// With preloadMax 20, acme (100) is too big: one query per miss.
+	var n int64
+	for i := range 8 {
+		q, _ := queries("acme", fmt.Sprintf("acme%03d", i), nil)
+		n += q
+		if i == 3 {
+			// Unknown usernames do not count towards a preload.
+			for range 6 {
+				queries("acme", "ghost", tenant.ErrNotFound)
+			}
+		}
+	}
+	if n != 3+7 { // cold, then the credential only
+		t.Errorf("first 8 of acme: %d queries, want 10", n)
+	}
+	// The 9th credential would preload, but acme has 100 > 20.
+	if q, _ := queries("acme", "acme008", nil); q != 1+1 {
+		t.Errorf("miss after a preload that found too many: %d queries, want 2 (the try, then the row)", q)
+	}
+	if q, _ := queries("acme", "acme009", nil); q != 1 {
+		t.Errorf("miss of a tenant too big to preload: %d queries, want 1", q)
+	}
+
+	// Now with room: a fresh acme entry.
+	lc.preloadMax = 200
+	lc.invalidate(acme.ID)
+	for i := range 8 {
+		queries("acme", fmt.Sprintf("acme%03d", i), nil)
+	}
+	q, snap := queries("acme", "acme050", nil) // 9th credential: preload
+	if q != 2 || !snap.cached {
+		t.Errorf("preloading miss: %d queries (cached %v), want 2 (credentials, apps)", q, snap.cached)
+	}
+	for i := 8; i < 100; i++ {
+		if q, _ := queries("acme", fmt.Sprintf("acme%03d", i), nil); q != 0 {
+			t.Fatalf("acme%03d after the preload: %d queries", i, q)
+		}
+	}
+	for _, u := range []string{"ghost", "beta001"} {
+		if q, snap := queries("acme", u, tenant.ErrNotFound); q != 0 || !snap.cached {
+			t.Errorf("acme/%s after the preload: %d queries, cached %v; want a cached refusal", u, q, snap.cached)
+		}
+	}
+	if q, snap := queries("beta", "beta001", nil); q != 3 || snap.t.Slug != "beta" {
+		t.Errorf("beta001: %d queries, tenant %s", q, snap.t.Slug)
+	}
+	// Fresh rows after an invalidation.
+	lc.invalidate(acme.ID)
+	if q, _ := queries("acme", "acme099", nil); q != 3 {
+		t.Errorf("after invalidation: %d queries, want 3", q)
+	}
+	// A fresh load (check's second look at a refusal) reads the database.
+	before := store.lookups.Load()
+	if _, err := lc.load(ctx, store, "acme", "ghost", true); !errors.Is(err, tenant.ErrNotFound) {
+		t.Errorf("fresh ghost: %v", err)
+	}
+	if store.lookups.Load() == before {
+		t.Error("a fresh load was answered from the cache")
+	}
 }

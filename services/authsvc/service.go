@@ -503,9 +503,10 @@ func (s *Service) pushChanges() {
 			continue
 		}
 		// The mark was taken before the read: a commit after it moves
-		// the mark again.
-		mark, haveMark = next, nextOK
-		reloaded := false
+		// the mark again. A read that skipped the overlap (after a full
+		// page) may have missed a record stamped earlier and committed
+		// late: the next poll reads with the overlap whatever the mark.
+		mark, haveMark = next, nextOK && !full
 		full = len(recs) == pageSize
 		for id, at := range seen {
 			if at.Before(latest.Add(-2 * overlap)) {
@@ -517,6 +518,7 @@ func (s *Service) pushChanges() {
 		// flush, not 10,000.
 		type push struct{ tenantID, kind, user string }
 		var order []push
+		reload := false
 		count := map[push]int{}
 		first := map[push]tenant.AuditRecord{}
 		for _, r := range recs {
@@ -536,12 +538,20 @@ func (s *Service) pushChanges() {
 			if kind == changeRevoke {
 				user = r.Target
 			}
+			reload = reload || policiesChanged(r.Action)
 			p := push{r.TenantID, kind, user}
 			if count[p] == 0 {
 				order = append(order, p)
 				first[p] = r
 			}
 			count[p]++
+		}
+		if reload {
+			// Another process may have changed the policies: reload
+			// before edges are told to fetch rules.
+			if err := s.opts.Policies.Reload(ctx); err != nil {
+				s.log.Warn("reloading policies", "err", err)
+			}
 		}
 		slugs := map[string]string{}
 		for _, p := range order {
@@ -558,13 +568,6 @@ func (s *Service) pushChanges() {
 			}
 			if slug == "" {
 				continue
-			}
-			if p.kind == changeRules && !reloaded {
-				// Another process may have changed the policies.
-				if err := s.opts.Policies.Reload(ctx); err != nil {
-					s.log.Warn("reloading policies", "err", err)
-				}
-				reloaded = true
 			}
 			data, _ := json.Marshal(&change{Kind: p.kind, Username: p.user, Records: count[p]})
 			if err := s.opts.Conn.Publish(SubjectChanged+slug, data); err != nil {
@@ -599,8 +602,18 @@ func classify(action string) (kind, username string) {
 		return changeRevoke, ""
 	case action == "tenant.suspend":
 		return changeSuspend, ""
-	case strings.HasPrefix(action, "acl."), action == "credential.create", action == "tenant.limits":
+	case strings.HasPrefix(action, "acl."), action == "tenant.limits":
 		return changeRules, ""
 	}
+	// credential.create among the rest: a new username has no live
+	// connections whose rules could change (usernames are never reused),
+	// so edges only drop what they cached of the tenant.
 	return "", ""
+}
+
+// policiesChanged reports whether an action changed Casbin policies, which
+// a control plane then reloads: ACL rules, and the link of a new
+// credential to its app.
+func policiesChanged(action string) bool {
+	return strings.HasPrefix(action, "acl.") || action == "credential.create"
 }

@@ -60,6 +60,8 @@ func TestClassify(t *testing.T) {
 		{"tenant.suspend", changeSuspend},
 		{"acl.add", changeRules},
 		{"acl.remove", changeRules},
+		{"credential.create", ""},
+		{"tenant.limits", changeRules},
 		{"tenant.create", ""},
 		{"apikey.create", ""},
 	}

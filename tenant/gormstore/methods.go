@@ -257,6 +257,22 @@ func (s *Store) ListCredentials(ctx context.Context, tenantID, appID string) ([]
 	return decodeRows(rows, (*credentialRow).domain)
 }
 
+// CredentialsAfter returns at most limit of the tenant's credentials with
+// usernames after after, by username (the unique (tenant_id, username)
+// index serves it). ErrInvalid if limit < 1.
+func (s *Store) CredentialsAfter(ctx context.Context, tenantID, after string, limit int) ([]tenant.Credential, error) {
+	if limit < 1 {
+		return nil, invalid("credentials limit %d", limit)
+	}
+	var rows []credentialRow
+	err := s.db.WithContext(ctx).Where("tenant_id = ? AND username > ?", tenantID, after).
+		Order("username").Limit(limit).Find(&rows).Error
+	if err != nil {
+		return nil, dbErr(err, "credentials")
+	}
+	return decodeRows(rows, (*credentialRow).domain)
+}
+
 // RevokeCredential marks the tenant's credential revoked (once: revoking it
 // again keeps the first RevokedAt). ErrNotFound.
 func (s *Store) RevokeCredential(ctx context.Context, tenantID, username string) error {

@@ -906,3 +906,47 @@ func TestChangeMark(t *testing.T) {
 		}
 	})
 }
+
+// TestCredentialsAfter pages through one tenant's credentials by username,
+// never showing another tenant's.
+func TestCredentialsAfter(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a, b := mkTenant(t, s, "a"), mkTenant(t, s, "b")
+		appA, appB := mkApp(t, s, a.ID, "app"), mkApp(t, s, b.ID, "app")
+		for _, u := range []string{"d", "b", "e", "a", "c"} {
+			mkCredential(t, s, a.ID, appA.ID, u)
+		}
+		mkCredential(t, s, b.ID, appB.ID, "bb") // between a's b and c
+		var got []string
+		after := ""
+		for pages := 0; ; pages++ {
+			page, err := s.CredentialsAfter(ctx, a.ID, after, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			if len(page) > 2 || pages > 3 {
+				t.Fatalf("page of %d after %q (page %d)", len(page), after, pages)
+			}
+			for _, c := range page {
+				if c.TenantID != a.ID {
+					t.Fatalf("credential %q of tenant %s in a's pages", c.Username, c.TenantID)
+				}
+				got = append(got, c.Username)
+			}
+			after = page[len(page)-1].Username
+		}
+		if strings.Join(got, ",") != "a,b,c,d,e" {
+			t.Errorf("pages gave %v, want a..e in order", got)
+		}
+		if _, err := s.CredentialsAfter(ctx, a.ID, "", 0); !errors.Is(err, tenant.ErrInvalid) {
+			t.Errorf("limit 0: err = %v, want ErrInvalid", err)
+		}
+		if page, err := s.CredentialsAfter(ctx, "no-such-tenant", "", 10); err != nil || len(page) != 0 {
+			t.Errorf("unknown tenant: %v, %v; want nothing", page, err)
+		}
+	})
+}
