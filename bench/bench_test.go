@@ -45,11 +45,15 @@ func startForwarder(t testing.TB) string {
 // a random port, closed with the test.
 func startRelay(t testing.TB) string {
 	t.Helper()
-	srv, err := services.NewServer(services.ServeConfig{
-		DataDir: t.TempDir(),
-		Edge:    services.EdgeConfig{NodeID: "bench-test", MQTTAddr: "127.0.0.1:0", AllowAnonymous: true},
-		Logger:  testLogger(t),
-	})
+	srv := startServer(t, services.EdgeConfig{NodeID: "bench-test", MQTTAddr: "127.0.0.1:0", AllowAnonymous: true})
+	return srv.Edge().MQTTAddr().String()
+}
+
+// startServer starts an all-in-one Relay with this edge, closed with the
+// test.
+func startServer(t testing.TB, edge services.EdgeConfig) *services.Server {
+	t.Helper()
+	srv, err := services.NewServer(services.ServeConfig{DataDir: t.TempDir(), Edge: edge, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func startRelay(t testing.TB) string {
 			t.Errorf("closing Relay: %v", err)
 		}
 	})
-	return srv.Edge().MQTTAddr().String()
+	return srv
 }
 
 // run runs cfg and fails the test on an error.

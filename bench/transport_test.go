@@ -26,27 +26,10 @@ type tlsRelay struct {
 func startTLSRelay(t *testing.T) *tlsRelay {
 	t.Helper()
 	const base = "relay.test"
-	srv, err := services.NewServer(services.ServeConfig{
-		DataDir: t.TempDir(),
-		Edge: services.EdgeConfig{
-			NodeID:   "bench-tls",
-			MQTTAddr: "127.0.0.1:0", MQTTSAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", WSSAddr: "127.0.0.1:0",
-			TLS: services.TLSConfig{BaseDomain: base, DevCADir: filepath.Join(t.TempDir(), "ca")},
-		},
-		Logger: testLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("closing Relay: %v", err)
-		}
+	srv := startServer(t, services.EdgeConfig{
+		NodeID:   "bench-tls",
+		MQTTAddr: "127.0.0.1:0", MQTTSAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", WSSAddr: "127.0.0.1:0",
+		TLS: services.TLSConfig{BaseDomain: base, DevCADir: filepath.Join(t.TempDir(), "ca")},
 	})
 	return &tlsRelay{srv: srv, ca: srv.Edge().DevCAFile(), base: base}
 }

@@ -51,29 +51,8 @@ func TestLookupCacheAccounting(t *testing.T) {
 // this one's rows; an invalidation starts the tenant over.
 func TestLookupCacheNewCredentialOneQuery(t *testing.T) {
 	ctx := context.Background()
-	st, err := gormstore.Open(ctx, filepath.Join(t.TempDir(), "relay.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	store := &countingStore{Store: st}
-	mk := func(slug string, users ...string) *tenant.Tenant {
-		tn := &tenant.Tenant{Slug: slug}
-		if err := st.CreateTenant(ctx, tn); err != nil {
-			t.Fatal(err)
-		}
-		app := &tenant.App{TenantID: tn.ID, Name: "devices"}
-		if err := st.CreateApp(ctx, app); err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range users {
-			c := &tenant.Credential{TenantID: tn.ID, AppID: app.ID, Username: u, HashScheme: tenant.SchemeKeyed, SecretHash: []byte(slug + u)}
-			if err := st.CreateCredential(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return tn
-	}
+	store := openCountingStore(t)
+	mk := func(slug string, users ...string) *tenant.Tenant { return mkTenantCreds(t, store.Store, slug, users) }
 	acme := mk("acme", "u1", "u2", "u3")
 	beta := mk("beta", "u1", "only-beta")
 	lc := newLookupCache(time.Minute, 1000)
@@ -116,28 +95,13 @@ func TestLookupCacheNewCredentialOneQuery(t *testing.T) {
 // preloadMax credentials is never read whole.
 func TestLookupCachePreload(t *testing.T) {
 	ctx := context.Background()
-	st, err := gormstore.Open(ctx, filepath.Join(t.TempDir(), "relay.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	store := &countingStore{Store: st}
+	store := openCountingStore(t)
 	mk := func(slug string, n int) *tenant.Tenant {
-		tn := &tenant.Tenant{Slug: slug}
-		if err := st.CreateTenant(ctx, tn); err != nil {
-			t.Fatal(err)
+		users := make([]string, n)
+		for i := range users {
+			users[i] = fmt.Sprintf("%s%03d", slug, i)
 		}
-		app := &tenant.App{TenantID: tn.ID, Name: "devices"}
-		if err := st.CreateApp(ctx, app); err != nil {
-			t.Fatal(err)
-		}
-		for i := range n {
-			c := &tenant.Credential{TenantID: tn.ID, AppID: app.ID, Username: fmt.Sprintf("%s%03d", slug, i), HashScheme: tenant.SchemeKeyed, SecretHash: []byte{byte(i)}}
-			if err := st.CreateCredential(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return tn
+		return mkTenantCreds(t, store.Store, slug, users)
 	}
 	acme := mk("acme", 100)
 	mk("beta", 5)
@@ -214,4 +178,36 @@ func TestLookupCachePreload(t *testing.T) {
 	if store.lookups.Load() == before {
 		t.Error("a fresh load was answered from the cache")
 	}
+}
+
+// openCountingStore opens a counting store on a new SQLite file.
+func openCountingStore(t *testing.T) *countingStore {
+	t.Helper()
+	st, err := gormstore.Open(context.Background(), filepath.Join(t.TempDir(), "relay.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &countingStore{Store: st}
+}
+
+// mkTenantCreds creates tenant slug with an app and a credential per user.
+func mkTenantCreds(t *testing.T, st *gormstore.Store, slug string, users []string) *tenant.Tenant {
+	t.Helper()
+	ctx := context.Background()
+	tn := &tenant.Tenant{Slug: slug}
+	if err := st.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	app := &tenant.App{TenantID: tn.ID, Name: "devices"}
+	if err := st.CreateApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		c := &tenant.Credential{TenantID: tn.ID, AppID: app.ID, Username: u, HashScheme: tenant.SchemeKeyed, SecretHash: []byte(slug + u)}
+		if err := st.CreateCredential(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tn
 }
