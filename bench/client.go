@@ -50,6 +50,7 @@ type dialOptions struct {
 	clientID           string
 	username, password string
 	persistent         bool
+	n                  int // the client's index among all clients
 }
 
 // dial connects, sends CONNECT and waits for a successful CONNACK, all
@@ -58,7 +59,7 @@ func dial(ctx context.Context, cfg *Config, o dialOptions) (*client, error) {
 	deadline := time.Now().Add(cfg.ConnectTimeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	conn, err := dialBroker(ctx, cfg)
+	conn, err := dialBroker(ctx, cfg, o.n)
 	if err != nil {
 		return nil, err
 	}

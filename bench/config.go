@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -85,6 +86,9 @@ type Config struct {
 	TLS *tls.Config
 	// Path is the WebSocket request path (default /mqtt).
 	Path string
+	// LocalIPs, if any, are the source addresses of the connections,
+	// client n on LocalIPs[n % len(LocalIPs)] (ParseIPs reads a list).
+	LocalIPs []net.IP
 	// Persistent asks for persistent sessions (Clean Session 0, or Clean
 	// Start 0 with a Session Expiry Interval of one hour in MQTT 5). Default
 	// false: clean sessions.

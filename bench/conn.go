@@ -182,7 +182,7 @@ func dialIdle(ctx context.Context, cfg *Config, o dialOptions) (*idleConn, error
 	deadline := time.Now().Add(cfg.ConnectTimeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	conn, err := dialBroker(ctx, cfg)
+	conn, err := dialBroker(ctx, cfg, o.n)
 	if err != nil {
 		return nil, err
 	}

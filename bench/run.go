@@ -301,6 +301,7 @@ func (r *run) dialOptions(role string, i, n int) dialOptions {
 		username:   credential(r.cfg.Username, n),
 		password:   credential(r.cfg.Password, n),
 		persistent: r.cfg.Persistent,
+		n:          n,
 	}
 	if cs := r.cfg.Credentials; len(cs) > 0 {
 		c := cs[n%len(cs)]

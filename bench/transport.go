@@ -94,10 +94,15 @@ func TLSConfig(caFile string, insecure bool, serverName string) (*tls.Config, er
 	return c, nil
 }
 
-// dialBroker opens the byte stream to the broker on cfg's transport; the
-// TLS and WebSocket handshakes happen within ctx.
-func dialBroker(ctx context.Context, cfg *Config) (net.Conn, error) {
+// dialBroker opens the byte stream of client n to the broker on cfg's
+// transport; the TLS and WebSocket handshakes happen within ctx.
+func dialBroker(ctx context.Context, cfg *Config, n int) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: -1} // MQTT has its own keep-alive; fewer system calls per connect
+	if len(cfg.LocalIPs) > 0 {
+		// Spread over source addresses, as a fleet is: brokers limit
+		// handshakes and connects per source address.
+		d.LocalAddr = &net.TCPAddr{IP: cfg.LocalIPs[n%len(cfg.LocalIPs)]}
+	}
 	switch cfg.Transport {
 	case "", TCP:
 		return d.DialContext(ctx, "tcp", cfg.Addr)
@@ -257,6 +262,37 @@ func ReadCredentials(r io.Reader) ([]Credential, error) {
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no credentials")
+	}
+	return out, nil
+}
+
+// ParseIPs reads a list of source addresses: comma-separated addresses
+// and ranges of IPv4 addresses that differ in the last byte
+// ("127.0.0.2-127.0.0.33").
+func ParseIPs(s string) ([]net.IP, error) {
+	var out []net.IP
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a := net.ParseIP(lo)
+		if a == nil {
+			return nil, fmt.Errorf("%q: not an IP address", lo)
+		}
+		if !isRange {
+			out = append(out, a)
+			continue
+		}
+		b := net.ParseIP(hi)
+		a4, b4 := a.To4(), b.To4()
+		if a4 == nil || b4 == nil || !a4[:3:3].Equal(b4[:3:3]) || a4[3] > b4[3] {
+			return nil, fmt.Errorf("%q: want a range of IPv4 addresses that differ in the last byte, low to high", part)
+		}
+		for i := int(a4[3]); i <= int(b4[3]); i++ {
+			out = append(out, net.IPv4(a4[0], a4[1], a4[2], byte(i)))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no addresses")
 	}
 	return out, nil
 }

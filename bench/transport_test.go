@@ -95,11 +95,16 @@ func TestTransports(t *testing.T) {
 			res := run(t, cfg)
 			checkCounts(t, res, 1, false)
 
-			// 200 connections over 8 distinct credentials, 10 handshakes at a
-			// time (an edge takes 16 at once from one source address).
+			// 200 connections over 8 distinct credentials, 40 at a time
+			// from 8 source addresses (an edge admits 16 handshakes at once
+			// per address).
+			ips, err := bench.ParseIPs("127.0.0.2-127.0.0.9")
+			if err != nil {
+				t.Fatal(err)
+			}
 			res = run(t, bench.Config{
 				Scenario: bench.Conn, Addr: cfg.Addr, Transport: cfg.Transport, Path: cfg.Path, TLS: tc,
-				Clients: 200, Concurrency: 10, Duration: 200 * time.Millisecond, Credentials: acme,
+				Clients: 200, Concurrency: 40, Duration: 200 * time.Millisecond, Credentials: acme, LocalIPs: ips,
 			})
 			if c := res.Conn; c.Connected != 200 || c.Failed != 0 {
 				t.Errorf("connected %d, failed %d: want 200, 0 (errors %q)", c.Connected, c.Failed, res.Errors)
@@ -185,6 +190,21 @@ func TestReadCredentials(t *testing.T) {
 	for _, bad := range []string{"", "# only a comment\n", "one-field\n", "a b c\n", "{\"password\":\"x\"}\n", "{bad json\n"} {
 		if _, err := bench.ReadCredentials(strings.NewReader(bad)); err == nil {
 			t.Errorf("ReadCredentials(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseIPs(t *testing.T) {
+	got, err := bench.ParseIPs("127.0.0.2-127.0.0.4, ::1,10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[127.0.0.2 127.0.0.3 127.0.0.4 ::1 10.0.0.1]" {
+		t.Errorf("got %v", got)
+	}
+	for _, bad := range []string{"", "x", "127.0.0.5-127.0.0.4", "127.0.0.1-127.0.1.2", "::1-::2", "127.0.0.1-"} {
+		if _, err := bench.ParseIPs(bad); err == nil {
+			t.Errorf("ParseIPs(%q): no error", bad)
 		}
 	}
 }

@@ -81,6 +81,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	caFile := fs.String("ca", "", "TLS: PEM file of the CA that signed the broker's certificate (default: the system's roots)")
 	insecure := fs.Bool("insecure", false, "TLS: do not verify the broker's certificate")
 	serverName := fs.String("server-name", "", "TLS server name (SNI) and WebSocket Host, e.g. acme.relay.example.com (default: the URL's host)")
+	localIPs := fs.String("local-ips", "", "source addresses to spread the connections over, e.g. 127.0.0.2-127.0.0.65 (an edge admits 16 TLS/WebSocket handshakes at once per address)")
 	credFile := fs.String("credentials", "", "file of per-client credentials, one \"username password\" or JSON object per line (relay credential create --count N --json); client i uses line i mod N")
 	qos := fs.Uint("qos", 0, "QoS of every publish and subscription: 0, 1 or 2")
 	fs.IntVar(&cfg.Size, "size", 64, "payload size in bytes (at least 16)")
@@ -126,6 +127,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	} else if cfg.TLS != nil {
 		return fail(2, "--ca, --insecure and --server-name need a --url with mqtts://, wss:// or ws://")
+	}
+	if *localIPs != "" {
+		ips, err := bench.ParseIPs(*localIPs)
+		if err != nil {
+			return fail(2, "--local-ips: %v", err)
+		}
+		cfg.LocalIPs = ips
 	}
 	if *credFile != "" {
 		f, err := os.Open(*credFile)
