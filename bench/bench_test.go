@@ -19,6 +19,7 @@ import (
 
 	"github.com/relaymq/relay/bench"
 	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/internal/testlog"
 	"github.com/relaymq/relay/services"
 )
 
@@ -223,33 +224,8 @@ func TestRelay(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Helpers
 
-// testLogger logs to t.Log, and drops lines logged after the test ended.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tbWriter{t: t}
-	t.Cleanup(w.stop) // registered first: runs after the servers' Close
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tbWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *tbWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger logs warnings and errors to t.Log (testlog).
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelWarn) }
 
 // lockedBuffer is an io.Writer safe for the progress goroutine.
 type lockedBuffer struct {

@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/relaymq/relay/broker"
 	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/internal/testlog"
 	"github.com/relaymq/relay/natsbus"
 	"github.com/relaymq/relay/services"
 	"github.com/relaymq/relay/tenant"
@@ -101,39 +101,8 @@ func startServer(t testing.TB, opts ...serverOption) (*services.Server, string) 
 	return srv, a.String()
 }
 
-// testLogger returns a logger writing to t.Log (shown for failing tests and
-// with -v). RELAY_TEST_LOG=debug lowers its level. Lines logged after the
-// test's cleanup are dropped, since t.Log panics then.
-func testLogger(t testing.TB) *slog.Logger {
-	level := slog.LevelInfo
-	if os.Getenv("RELAY_TEST_LOG") == "debug" {
-		level = slog.LevelDebug
-	}
-	w := &tbWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs after the server's Close
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type tbWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *tbWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger returns a logger writing to t.Log at Info (testlog).
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelInfo) }
 
 // injectMessage puts m on the server's backbone as another edge would,
 // bypassing the MQTT edge (which refuses client publishes to "$" topics).

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaymq/relay/broker/packet"
+	"github.com/relaymq/relay/internal/testlog"
 	"github.com/relaymq/relay/natsbus"
 )
 
@@ -336,14 +337,5 @@ func (c *rawClient) disconnect() error {
 	return c.bw.Flush()
 }
 
-// scaleLogger logs warnings and errors to the test log.
-func scaleLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}
+// scaleLogger logs warnings and errors to the test log (testlog).
+func scaleLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelWarn) }

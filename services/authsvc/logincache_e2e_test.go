@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/relaymq/relay/auth"
+	"github.com/relaymq/relay/internal/testlog"
 	"github.com/relaymq/relay/services"
 	"github.com/relaymq/relay/services/admin"
 	"github.com/relaymq/relay/services/authsvc"
@@ -273,35 +274,8 @@ func waitLost(t testing.TB, what string, lost chan struct{}) {
 	}
 }
 
-// testLogger logs warnings and errors to t.Log (lines after the test's
-// cleanup are dropped: t.Log panics then).
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tbWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs after the server's Close
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// tbWriter writes log lines to t.Log until the test ends.
-type tbWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *tbWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger logs warnings and errors to t.Log (testlog).
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelWarn) }
 
 // ---------------------------------------------------------------------------
 // Tests

@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/relaymq/relay/internal/pgtest"
+	"github.com/relaymq/relay/internal/testlog"
 	"github.com/relaymq/relay/tenant"
 )
 
@@ -55,17 +55,8 @@ func newDSN(t testing.TB, dialect string) string {
 	return ""
 }
 
-// testLogger logs warnings and errors to t.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// testLogger logs warnings and errors to t (testlog).
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelWarn) }
 
 // fixtures
 
