@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -134,8 +133,7 @@ func dialBroker(ctx context.Context, cfg *Config, n int) (net.Conn, error) {
 			return d.DialContext(ctx, network, addr)
 		}
 		u := url.URL{Scheme: scheme, Host: host, Path: cfg.Path}
-		hdr := http.Header{}
-		ws, resp, err := wd.DialContext(ctx, u.String(), hdr)
+		ws, resp, err := wd.DialContext(ctx, u.String(), nil)
 		if err != nil {
 			if resp != nil {
 				return nil, fmt.Errorf("websocket handshake: %s: %w", resp.Status, err)

@@ -122,10 +122,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := bench.ParseURL(&cfg, *rawURL); err != nil {
 			return fail(2, "--url: %v", err)
 		}
-		if cfg.Transport == bench.TCP && cfg.TLS != nil {
-			return fail(2, "--ca, --insecure and --server-name need a --url with mqtts://, wss:// or ws://")
-		}
-	} else if cfg.TLS != nil {
+	}
+	if cfg.TLS != nil && (cfg.Transport == "" || cfg.Transport == bench.TCP) {
 		return fail(2, "--ca, --insecure and --server-name need a --url with mqtts://, wss:// or ws://")
 	}
 	if *localIPs != "" {
