@@ -188,6 +188,10 @@ type Bus struct {
 	// startCluster, then by the heartbeat goroutine.
 	orphans map[string]string
 
+	// recount asks the heartbeat to count the live nodes now (a node
+	// said hello).
+	recount chan struct{}
+
 	quit chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once

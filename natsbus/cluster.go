@@ -58,11 +58,39 @@ func (b *Bus) startCluster(ctx context.Context) error {
 	if err := b.startSync(); err != nil {
 		return err
 	}
+	// A node that starts tells the others, who count the live nodes again
+	// at once instead of at their next heartbeat: a subscription barrier
+	// must wait for it from now on, or a message it publishes before its
+	// next heartbeat could miss a persistent session that subscribed
+	// elsewhere in the meantime. Registered (beat) and answering barriers
+	// (startSync) before it says so.
+	b.recount = make(chan struct{}, 1)
+	sub, err := b.nc.Subscribe(subjHello, func(m *nats.Msg) {
+		if string(m.Data) == b.opts.NodeID {
+			return
+		}
+		select {
+		case b.recount <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("natsbus: hello subscription: %w", err)
+	}
+	b.kickMu.Lock()
+	b.kickSubs = append(b.kickSubs, sub)
+	b.kickMu.Unlock()
 	b.countAlive(ctx)
+	if err := b.nc.Publish(subjHello, []byte(b.opts.NodeID)); err != nil {
+		return fmt.Errorf("natsbus: hello: %w", err)
+	}
 	b.wg.Add(1)
 	go b.heartbeat()
 	return nil
 }
+
+// subjHello carries the ID of a node that has just started.
+const subjHello = "rly.ctl.hello"
 
 // heartbeat keeps the node alive in RELAY_NODES and reaps dead nodes' wills.
 func (b *Bus) heartbeat() {
@@ -74,6 +102,11 @@ func (b *Bus) heartbeat() {
 		select {
 		case <-b.quit:
 			return
+		case <-b.recount:
+			ctx, cancel := context.WithTimeout(context.Background(), b.opts.NodeTTL/3)
+			b.countAlive(ctx)
+			cancel()
+			continue
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.NodeTTL/3)

@@ -300,3 +300,22 @@ func TestOriginInterning(t *testing.T) {
 		t.Fatalf("nil table: %q", got)
 	}
 }
+
+// TestNewNodeCountedAtOnce: a node that starts says hello, and the nodes
+// already running count it at once — not at their next heartbeat (5 s
+// with the default TTL) — so their subscription barriers wait for it.
+func TestNewNodeCountedAtOnce(t *testing.T) {
+	a, ns := startBus(t, "hello-a")
+	if n := a.othersAlive.Load(); n != 0 {
+		t.Fatalf("a alone counts %d others", n)
+	}
+	start := time.Now()
+	newBus(t, ns, "hello-b")
+	for a.othersAlive.Load() != 1 {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("a counts %d others 2 s after b started (heartbeat every %v)", a.othersAlive.Load(), a.opts.NodeTTL/3)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("a counted b %v after b's start began", time.Since(start).Round(time.Millisecond))
+}
